@@ -1,0 +1,632 @@
+"""A runner: one loaded model, one llama.cpp context, one decode thread.
+
+Continuous batching: each step of the decode loop packs one new token for
+every generating slot and then chunks of pending prompts into a single batch,
+decodes once, samples every slot that produced an output with its own sampler,
+and hands text to each request's queue. Request threads only wait on queues.
+
+Prompt cache: a slot keeps its KV after its request ends; a new request takes
+the free slot sharing the longest token prefix and evaluates only the rest.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyollama.engine.detokenizer import StreamDetokenizer
+from pyollama.engine.options import PredictOptions, RunnerOptions
+from pyollama.engine.prompt_cache import pick_slot
+from pyollama.engine.slots import END, CompletionResult, Slot, SlotState, Task
+from pyollama.errors import BadRequestError, CanceledError, ModelLoadError, PyollamaError, ServerBusyError
+from pyollama.llama import Batch, ChatTemplates, Context, Model
+from pyollama.llama.sampler import DEFAULT_SEED, JSON_GRAMMAR, SamplerSettings, json_schema_to_grammar, sample_many
+
+log = logging.getLogger("pyollama.runner")
+
+TOO_LONG = "the input length exceeds the context length"
+
+
+@dataclass
+class CompletionChunk:
+    text: str
+
+
+@dataclass
+class CompletionRequest:
+    prompt: str | list[int]
+    options: PredictOptions = field(default_factory=PredictOptions)
+    grammar: str | None = None
+    json_schema: dict[str, Any] | None = None
+    json_mode: bool = False
+    truncate: bool = True
+    shift: bool = True
+    suffix: str | None = None
+    images: list[bytes] = field(default_factory=list)
+    # from a ChatPrompt (tool-call grammars are lazy: they start at a trigger)
+    grammar_lazy: bool = False
+    grammar_triggers: list[dict[str, Any]] = field(default_factory=list)
+    preserved_tokens: list[str] = field(default_factory=list)
+    additional_stops: list[str] = field(default_factory=list)
+    generation_prompt: str = ""
+
+
+@dataclass
+class EmbedResult:
+    embeddings: list[list[float]]
+    prompt_eval_count: int
+
+
+@dataclass
+class ParsedReply:
+    content: str
+    thinking: str
+    tool_calls: list[dict[str, Any]]
+
+
+@dataclass
+class ChatPrompt:
+    """A prompt rendered by the GGUF's Jinja template, and how to read the reply."""
+
+    prompt: str
+    grammar: str | None
+    grammar_lazy: bool
+    grammar_triggers: list[dict[str, Any]]
+    preserved_tokens: list[str]
+    additional_stops: list[str]
+    generation_prompt: str
+    format: str
+    _params: Any = field(repr=False, default=None)
+
+    def parse_reply(self, text: str, *, partial: bool = False) -> ParsedReply:
+        parsed = self._params.parse(text, is_partial=partial)
+        calls = []
+        for call in parsed["tool_calls"]:
+            try:
+                arguments = json.loads(call["arguments"]) if call["arguments"] else {}
+            except json.JSONDecodeError:
+                arguments = {"_raw": call["arguments"]}
+            calls.append({"function": {"name": call["name"], "arguments": arguments}})
+        return ParsedReply(parsed["content"], parsed["reasoning_content"], calls)
+
+    def apply_to(self, request: CompletionRequest) -> CompletionRequest:
+        if self.grammar and not (request.json_mode or request.json_schema or request.grammar):
+            request.grammar = self.grammar
+            request.grammar_lazy = self.grammar_lazy
+            request.grammar_triggers = self.grammar_triggers
+            request.preserved_tokens = self.preserved_tokens
+            request.generation_prompt = self.generation_prompt
+        request.additional_stops = list(self.additional_stops)
+        return request
+
+
+class Completion:
+    """The caller's handle on a request in flight: iterate for text; cancel when the client leaves."""
+
+    def __init__(self, task: Task, wake: threading.Event) -> None:
+        self._task = task
+        self._wake = wake
+
+    def __iter__(self) -> Iterator[CompletionChunk]:
+        while True:
+            item = self._task.out.get()
+            if item is END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield CompletionChunk(item)
+
+    def cancel(self) -> None:
+        self._task.cancel.set()
+        self._wake.set()
+
+    @property
+    def result(self) -> CompletionResult:
+        return self._task.result
+
+
+def _to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama messages -> the OpenAI shape llama.cpp's chat code reads (tool-call arguments as JSON text)."""
+    out = []
+    for msg in messages:
+        m: dict[str, Any] = {"role": msg.get("role", "user"), "content": msg.get("content") or ""}
+        if msg.get("thinking"):
+            m["reasoning_content"] = msg["thinking"]
+        calls = msg.get("tool_calls") or []
+        if calls:
+            m["tool_calls"] = [
+                {
+                    "type": "function",
+                    "id": c.get("id") or f"call_{i}",
+                    "function": {
+                        "name": c.get("function", {}).get("name", ""),
+                        "arguments": json.dumps(c.get("function", {}).get("arguments", {})),
+                    },
+                }
+                for i, c in enumerate(calls)
+            ]
+        if msg.get("tool_name"):
+            m["name"] = msg["tool_name"]
+        if msg.get("tool_call_id"):
+            m["tool_call_id"] = msg["tool_call_id"]
+        out.append(m)
+    return out
+
+
+class Runner:
+    """One loaded model. Thread rules: `complete`, `embed`, `tokenize` from any thread; slots and the
+    generation context only from the decode thread."""
+
+    def __init__(
+        self,
+        model_path: str,
+        options: RunnerOptions,
+        *,
+        num_parallel: int = 4,
+        max_queue: int = 512,
+        flash_attention: bool = False,
+        kv_cache_type: str = "f16",
+        embedding_only: bool = False,
+        n_threads: int = 0,
+        adapters: list[str] | None = None,
+    ) -> None:
+        t0 = time.perf_counter()
+        self.options = options
+        self.num_parallel = max(1, num_parallel)
+        self.max_queue = max_queue
+        self.n_ctx = options.num_ctx
+        n_gpu = options.num_gpu
+        self._n_threads = options.num_thread or n_threads
+        try:
+            self.model = Model(
+                model_path,
+                n_gpu_layers=(999 if n_gpu < 0 else n_gpu),
+                use_mmap=options.use_mmap if options.use_mmap is not None else True,
+                use_mlock=options.use_mlock,
+                main_gpu=options.main_gpu or 0,
+            )
+        except (RuntimeError, ValueError) as e:
+            raise ModelLoadError(f"llama runner process has terminated: {e}") from e
+        self.n_ctx = max(4, min(self.n_ctx, self.model.n_ctx_train or self.n_ctx))
+        self.embedding_only = embedding_only or self.model.is_embedding
+        self._flash = "on" if flash_attention else "auto"
+        self._kv_type = kv_cache_type or "f16"
+        self._adapters = [Model_lora(self.model, p) for p in (adapters or [])]
+        self._embed_lock = threading.Lock()
+        self._embed_ctx: Context | None = None
+        self._templates: ChatTemplates | None = None
+        self._templates_lock = threading.Lock()
+        self._eog = frozenset(self.model.eog_tokens())
+        self._pending: collections.deque[Task] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self.ctx: Context | None = None
+        self._thread: threading.Thread | None = None
+        if not self.embedding_only:
+            self.ctx = self._make_context(self.n_ctx * self.num_parallel, self.num_parallel, embeddings=False)
+            if self._adapters:
+                self.ctx.set_lora([(a, 1.0) for a in self._adapters])
+            self.n_batch = self.ctx.n_batch
+            self.slots = [Slot(seq_id=i) for i in range(self.num_parallel)]
+            self._batch = Batch(self.n_batch, 1)
+            self._thread = threading.Thread(target=self._decode_loop, name="pyollama-decode", daemon=True)
+            self._thread.start()
+        else:
+            self.slots = []
+        self.load_duration_ns = int((time.perf_counter() - t0) * 1e9)
+
+    # ---- public API (any thread) ----
+
+    @property
+    def size(self) -> int:
+        kv = 0
+        if self.ctx is not None:
+            kv = self.n_ctx * self.num_parallel * self.model.n_layer * self.model.n_embd * 4 // max(
+                1, self.model.n_head // max(1, self.model.n_head_kv)
+            )
+        return int(self.model.size) + kv
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        return list(self.model.tokenize(text, add_special, parse_special))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return str(self.model.detokenize(tokens))
+
+    def chat_templates(self, override: str = "") -> ChatTemplates:
+        if override:
+            return ChatTemplates(self.model, override)
+        with self._templates_lock:
+            if self._templates is None:
+                self._templates = ChatTemplates(self.model)
+            return self._templates
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.model.chat_template() is not None
+
+    def chat_prompt(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        think: bool | None = None,
+    ) -> ChatPrompt:
+        try:
+            params = self.chat_templates().apply(
+                json.dumps(_to_openai_messages(messages)),
+                json.dumps(tools) if tools else "",
+                add_generation_prompt,
+                enable_thinking=bool(think) if think is not None else True,
+                parallel_tool_calls=bool(tools),
+            )
+        except ValueError as e:
+            raise BadRequestError(str(e)) from e
+        return ChatPrompt(
+            prompt=params.prompt,
+            grammar=params.grammar or None,
+            grammar_lazy=params.grammar_lazy,
+            grammar_triggers=list(params.grammar_triggers),
+            preserved_tokens=list(params.preserved_tokens),
+            additional_stops=list(params.additional_stops),
+            generation_prompt=params.generation_prompt,
+            format=params.format,
+            _params=params,
+        )
+
+    def complete(self, request: CompletionRequest) -> Completion:
+        if self.ctx is None:
+            raise BadRequestError("this model does not support generate")
+        task = self._make_task(request)
+        with self._lock:
+            if len(self._pending) >= self.max_queue:
+                raise ServerBusyError()
+            self._pending.append(task)
+        self._wake.set()
+        return Completion(task, self._wake)
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._pending) or any(s.state is not SlotState.IDLE for s in self.slots)
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # ---- embeddings (caller's thread, serialised) ----
+
+    def embed(self, inputs: list[str], *, truncate: bool = True) -> EmbedResult:
+        if not inputs:
+            return EmbedResult([], 0)
+        limit = self.n_ctx
+        token_lists = []
+        for text in inputs:
+            tokens = self.tokenize(text, add_special=True, parse_special=False)
+            if len(tokens) > limit:
+                if not truncate:
+                    raise BadRequestError(TOO_LONG)
+                keep_eos = self.model.add_eos and tokens and tokens[-1] == self.model.token_eos
+                tokens = tokens[: limit - 1] + [tokens[-1]] if keep_eos else tokens[:limit]
+            if not tokens:
+                tokens = [self.model.token_bos or 0]
+            token_lists.append(tokens)
+        with self._embed_lock:
+            ctx = self._embedding_context()
+            vectors = self._embed_batched(ctx, token_lists)
+        return EmbedResult(vectors, sum(len(t) for t in token_lists))
+
+    def _embedding_context(self) -> Context:
+        if self._embed_ctx is None:
+            pooling = "unspecified" if self.model.is_embedding else "mean"
+            # one unified KV buffer: a decode packs up to 8 inputs whose tokens fit num_ctx together
+            self._embed_ctx = self._make_context(
+                self.n_ctx, 8, embeddings=True, pooling=pooling, n_batch=self.n_ctx, unified=True
+            )
+        return self._embed_ctx
+
+    def _embed_batched(self, ctx: Context, token_lists: list[list[int]]) -> list[list[float]]:
+        """Pack as many inputs as fit (by tokens and sequences) into each decode."""
+        vectors: list[list[float]] = [[] for _ in token_lists]
+        n_batch, n_seq = ctx.n_batch, ctx.n_seq_max
+        batch = Batch(n_batch, 1)
+        encoder = self.model.has_encoder and not self.model.has_decoder
+        i = 0
+        while i < len(token_lists):
+            batch.clear()
+            members: list[int] = []
+            while i < len(token_lists) and len(members) < n_seq and len(batch) + len(token_lists[i]) <= n_batch:
+                seq = len(members)
+                toks = token_lists[i]
+                for pos, tok in enumerate(toks):
+                    batch.add(tok, pos, seq, True)
+                members.append(i)
+                i += 1
+            ctx.memory_clear(True)
+            (ctx.encode if encoder else ctx.decode)(batch)
+            for seq, idx in enumerate(members):
+                vectors[idx] = ctx.embeddings_seq(seq).astype(float).tolist()
+        return vectors
+
+    # ---- setup helpers ----
+
+    def _make_context(
+        self,
+        n_ctx: int,
+        n_seq: int,
+        *,
+        embeddings: bool,
+        pooling: str = "unspecified",
+        n_batch: int | None = None,
+        unified: bool = False,
+    ) -> Context:
+        nb = n_batch or max(self.options.num_batch, 512)
+        try:
+            return Context(
+                self.model,
+                n_ctx=n_ctx,
+                n_batch=nb,
+                n_ubatch=min(nb, 512) if not embeddings else nb,
+                n_seq_max=n_seq,
+                n_threads=self._n_threads,
+                embeddings=embeddings,
+                pooling=pooling,
+                flash_attn=self._flash,
+                type_k=self._kv_type,
+                type_v=self._kv_type if self._flash == "on" else "f16",
+                kv_unified=unified,
+            )
+        except (RuntimeError, ValueError) as e:
+            raise ModelLoadError(f"failed to create context: {e}") from e
+
+    def _prompt_tokens(self, request: CompletionRequest) -> list[int]:
+        if isinstance(request.prompt, list):
+            for t in request.prompt:
+                if not isinstance(t, int) or not 0 <= t < self.model.n_vocab:
+                    raise BadRequestError(f"invalid token id in context: {t}")
+            return list(request.prompt)
+        if request.suffix is not None:
+            fim = self.model.fim_tokens
+            tokens = [self.model.token_bos] if self.model.add_bos and self.model.token_bos is not None else []
+            tokens += [fim["pre"], *self.tokenize(request.prompt, add_special=False)]
+            tokens += [fim["suf"], *self.tokenize(request.suffix, add_special=False), fim["mid"]]
+            return tokens
+        return self.tokenize(request.prompt, add_special=True, parse_special=True)
+
+    def _fit_prompt(self, tokens: list[int], request: CompletionRequest) -> list[int]:
+        limit = self.n_ctx - 1
+        if len(tokens) <= limit:
+            return tokens
+        if not request.truncate:
+            raise BadRequestError(TOO_LONG)
+        reserve = request.options.num_predict if request.options.num_predict > 0 else self.n_ctx // 4
+        target = max(1, limit - min(reserve, self.n_ctx // 2))
+        keep = max(0, min(request.options.num_keep, target // 2))
+        if self.model.add_bos and tokens and tokens[0] == self.model.token_bos:
+            keep = max(keep, 1)
+        fitted = tokens[:keep] + tokens[len(tokens) - (target - keep) :]
+        log.warning("truncating input prompt limit=%d prompt=%d keep=%d new=%d", self.n_ctx, len(tokens), keep, len(fitted))
+        return fitted
+
+    def _sampler_settings(self, request: CompletionRequest) -> SamplerSettings:
+        o = request.options
+        grammar, kind = "", "user"
+        if request.json_schema is not None:
+            try:
+                grammar, kind = json_schema_to_grammar(request.json_schema), "output_format"
+            except ValueError as e:
+                raise BadRequestError(f"invalid JSON schema in format: {e}") from e
+        elif request.json_mode:
+            grammar, kind = JSON_GRAMMAR, "output_format"
+        elif request.grammar:
+            grammar = request.grammar
+            kind = "tool_calls" if request.grammar_lazy or request.generation_prompt else "user"
+        preserved = []
+        for text in request.preserved_tokens:
+            ids = self.tokenize(text, add_special=False, parse_special=True)
+            if len(ids) == 1:
+                preserved.append(ids[0])
+        return SamplerSettings(
+            seed=DEFAULT_SEED if o.seed < 0 else o.seed,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
+            min_p=o.min_p,
+            typical_p=o.typical_p,
+            repeat_last_n=o.repeat_last_n if o.repeat_last_n >= 0 else self.n_ctx,
+            repeat_penalty=o.repeat_penalty if o.repeat_penalty > 0 else 1.0,
+            presence_penalty=o.presence_penalty,
+            frequency_penalty=o.frequency_penalty,
+            mirostat=o.mirostat,
+            mirostat_tau=o.mirostat_tau,
+            mirostat_eta=o.mirostat_eta,
+            grammar=grammar,
+            grammar_kind=kind,
+            grammar_lazy=request.grammar_lazy and bool(grammar),
+            grammar_triggers=request.grammar_triggers if grammar else [],
+            preserved_tokens=preserved,
+            generation_prompt=request.generation_prompt if kind != "user" else "",
+        )
+
+    def _make_task(self, request: CompletionRequest) -> Task:
+        if request.suffix is not None and not self.model.supports_fim:
+            raise BadRequestError("model does not support insert")
+        tokens = self._fit_prompt(self._prompt_tokens(request), request)
+        if not tokens:
+            tokens = [self.model.token_bos if self.model.token_bos is not None else 0]
+        try:
+            sampler = self._sampler_settings(request).build(self.model)
+        except ValueError as e:
+            raise BadRequestError(str(e)) from e
+        stops = list(request.options.stop) + [s for s in request.additional_stops if s]
+        return Task(prompt=tokens, sampler=sampler, detok=StreamDetokenizer(stops), num_predict=request.options.num_predict)
+
+    # ---- decode thread ----
+
+    def _decode_loop(self) -> None:
+        while not self._closing:
+            try:
+                self._admit()
+                if not any(s.state is not SlotState.IDLE for s in self.slots):
+                    self._wake.wait(timeout=0.5)
+                    self._wake.clear()
+                    continue
+                self._step()
+            except Exception as e:  # never let the decode thread die silently
+                log.exception("decode loop error")
+                for slot in self.slots:
+                    if slot.task is not None:
+                        self._finish(slot, error=PyollamaError(f"an error was encountered while running the model: {e}"))
+                        slot.cache = []
+                        assert self.ctx is not None
+                        self.ctx.seq_rm(slot.seq_id, -1, -1)
+
+    def _admit(self) -> None:
+        """Move waiting tasks into free slots, reusing the longest cached prefix."""
+        assert self.ctx is not None
+        while True:
+            free = [s.seq_id for s in self.slots if s.state is SlotState.IDLE]
+            with self._lock:
+                if not free or not self._pending:
+                    return
+                task = self._pending.popleft()
+            if task.cancel.is_set():
+                task.result.done_reason = ""
+                task.out.put(CanceledError("request canceled"))
+                task.out.put(END)
+                continue
+            i_slot, n_reuse = pick_slot([s.cache for s in self.slots], free, task.prompt)
+            slot = self.slots[i_slot]
+            # at least one prompt token must be evaluated to get logits for the first sample
+            n_reuse = min(n_reuse, len(task.prompt) - 1)
+            if not self.ctx.seq_rm(slot.seq_id, n_reuse, -1):
+                n_reuse = 0
+                self.ctx.seq_rm(slot.seq_id, -1, -1)
+            del slot.cache[n_reuse:]
+            task.i_prompt = n_reuse
+            task.t_start = time.perf_counter()
+            slot.task = task
+            slot.state = SlotState.PROMPT
+
+    def _step(self) -> None:
+        assert self.ctx is not None
+        batch = self._batch
+        batch.clear()
+        outputs: list[Slot] = []
+        for slot in self.slots:
+            if slot.task is not None and slot.task.cancel.is_set():
+                self._finish(slot, reason="")
+        for slot in self.slots:
+            if slot.state is SlotState.GENERATING:
+                slot.i_batch = len(batch)
+                batch.add(slot.last_token, slot.n_past, slot.seq_id, True)
+                outputs.append(slot)
+        budget = self.n_batch - len(batch)
+        for slot in self.slots:
+            if budget <= 0:
+                break
+            if slot.state is not SlotState.PROMPT or slot.task is None:
+                continue
+            task = slot.task
+            chunk = task.prompt[task.i_prompt : task.i_prompt + budget]
+            last = task.i_prompt + len(chunk) == len(task.prompt)
+            batch.add_sequence(chunk, slot.n_past, slot.seq_id, last)
+            slot.cache.extend(chunk)
+            task.i_prompt += len(chunk)
+            task.n_evaluated += len(chunk)
+            budget -= len(chunk)
+            if last:
+                slot.i_batch = len(batch) - 1
+                outputs.append(slot)
+        if not len(batch):
+            return
+        rc = self.ctx.decode(batch)
+        if rc != 0:
+            self._recover_from_full_cache(outputs, rc)
+            return
+        for slot in self.slots:
+            if slot.state is SlotState.GENERATING and slot.last_token >= 0 and slot in outputs:
+                slot.cache.append(slot.last_token)
+        if not outputs:
+            return
+        tokens = sample_many(self.ctx, [s.task.sampler for s in outputs], [s.i_batch for s in outputs])  # type: ignore[union-attr]
+        now = time.perf_counter()
+        for slot, tok in zip(outputs, tokens):
+            if slot.state is SlotState.PROMPT:
+                slot.state = SlotState.GENERATING
+                assert slot.task is not None
+                slot.task.t_prompt_done = now
+            self._on_token(slot, tok)
+
+    def _recover_from_full_cache(self, outputs: list[Slot], rc: int) -> None:
+        """llama_decode found no KV room (rc 1) or was aborted: end the affected requests cleanly."""
+        assert self.ctx is not None
+        for slot in self.slots:
+            if slot.task is None:
+                continue
+            self._finish(slot, reason="length")
+            self.ctx.seq_rm(slot.seq_id, -1, -1)
+            slot.cache = []
+        log.warning("llama_decode returned %d; ended %d requests", rc, len(outputs))
+
+    def _on_token(self, slot: Slot, tok: int) -> None:
+        task = slot.task
+        assert task is not None
+        if tok in self._eog:
+            self._finish(slot, reason="stop")
+            return
+        task.generated.append(tok)
+        text = task.detok.push(self.model.token_to_piece(tok, False))
+        if text:
+            task.out.put(text)
+        if task.detok.stopped:
+            self._finish(slot, reason="stop")
+        elif 0 < task.num_predict <= len(task.generated) or slot.n_past + 1 >= self.n_ctx:
+            self._finish(slot, reason="length")
+        else:
+            slot.last_token = tok
+
+    def _finish(self, slot: Slot, *, reason: str = "stop", error: BaseException | None = None) -> None:
+        task = slot.task
+        if task is None:
+            return
+        now = time.perf_counter()
+        if error is None and reason:
+            tail = task.detok.finish()
+            if tail:
+                task.out.put(tail)
+        t_prompt = task.t_prompt_done or now
+        r = task.result
+        r.done_reason = reason
+        r.prompt_eval_count = task.n_evaluated
+        r.prompt_eval_duration_ns = int((t_prompt - task.t_start) * 1e9)
+        r.eval_count = len(task.generated)
+        r.eval_duration_ns = int((now - t_prompt) * 1e9) if task.t_prompt_done else 0
+        r.context = task.prompt + task.generated
+        if error is not None:
+            task.out.put(error)
+        elif not reason:
+            task.out.put(CanceledError("request canceled"))
+        task.out.put(END)
+        slot.task = None
+        slot.state = SlotState.IDLE
+        slot.last_token = -1
+        slot.i_batch = -1
+
+
+def Model_lora(model: Model, path: str) -> Any:
+    from pyollama.llama import LoraAdapter
+
+    try:
+        return LoraAdapter(model, path)
+    except RuntimeError as e:
+        raise ModelLoadError(str(e)) from e

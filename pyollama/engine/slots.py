@@ -1,0 +1,69 @@
+"""Slots: one llama.cpp sequence each, with the state machine of one request.
+
+A slot belongs to the decode thread; other threads only touch a task's
+`cancel` event and read its result queue.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyollama.engine.detokenizer import StreamDetokenizer
+
+
+class SlotState(enum.Enum):
+    IDLE = "idle"
+    PROMPT = "prompt"          # evaluating prompt chunks
+    GENERATING = "generating"  # one token per step
+
+
+@dataclass
+class CompletionResult:
+    done_reason: str = "stop"
+    prompt_eval_count: int = 0
+    prompt_eval_duration_ns: int = 0
+    eval_count: int = 0
+    eval_duration_ns: int = 0
+    context: list[int] = field(default_factory=list)
+
+
+# Sentinel put on a task's queue after its last piece of text.
+END = object()
+
+
+@dataclass
+class Task:
+    """One completion request from admission to its last token (decode thread owns the mutable parts)."""
+
+    prompt: list[int]
+    sampler: Any
+    detok: StreamDetokenizer
+    num_predict: int
+    out: queue.Queue[Any] = field(default_factory=queue.Queue)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    # progress, written by the decode thread
+    i_prompt: int = 0            # prompt tokens already in the KV cache
+    n_evaluated: int = 0         # prompt tokens evaluated by this request (cache hits excluded)
+    generated: list[int] = field(default_factory=list)
+    t_start: float = field(default_factory=time.perf_counter)
+    t_prompt_done: float = 0.0
+    result: CompletionResult = field(default_factory=CompletionResult)
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    state: SlotState = SlotState.IDLE
+    cache: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds, in order
+    task: Task | None = None
+    last_token: int = -1          # sampled, not yet decoded
+    i_batch: int = -1             # index of this slot's output row in the current batch
+
+    @property
+    def n_past(self) -> int:
+        return len(self.cache)

@@ -1,0 +1,33 @@
+"""pyollama.llama: the typed, safe low-level API over llama.cpp.
+
+No call from Python can crash the interpreter with a bad argument: indices,
+token ids, sequence ids and sizes are checked before reaching C. Long calls
+(load, decode, quantize) release the GIL.
+"""
+
+from __future__ import annotations
+
+from pyollama.llama.batch import Batch
+from pyollama.llama.chat import ChatParams, ChatTemplates
+from pyollama.llama.context import Context
+from pyollama.llama.model import LoraAdapter, Model
+from pyollama.llama.quantize import QUANTIZE_TYPES, quantize
+from pyollama.llama.sampler import Sampler, SamplerChain, SamplerSettings, json_schema_to_grammar
+from pyollama.llama.system import init_backends, system_info
+
+__all__ = [
+    "Batch",
+    "ChatParams",
+    "ChatTemplates",
+    "Context",
+    "LoraAdapter",
+    "Model",
+    "QUANTIZE_TYPES",
+    "Sampler",
+    "SamplerChain",
+    "SamplerSettings",
+    "init_backends",
+    "json_schema_to_grammar",
+    "quantize",
+    "system_info",
+]
