@@ -1,0 +1,235 @@
+"""A stored model, read the way Ollama's GetModel reads it: layers by media type.
+
+`ModelRecord` is what the server needs for /api/show, /api/tags and for
+loading: blob paths for weights, adapters and projectors, the small text/JSON
+layers decoded, the config blob, and Ollama's `details` and `capabilities`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyollama.errors import PyollamaError
+from pyollama.llama.gguf import GGUFInfo, InvalidGGUFError, read_gguf_info
+from pyollama.store.manifests import (
+    MEDIA_ADAPTER,
+    MEDIA_DRAFT,
+    MEDIA_LICENSE,
+    MEDIA_MESSAGES,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
+    MEDIA_PROMPT,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+    Manifest,
+)
+from pyollama.store.names import ModelName
+
+if TYPE_CHECKING:
+    from pyollama.store.manifests import Store
+
+log = logging.getLogger("pyollama.store")
+
+# Small layers are read whole; anything this large is not a template or a params map.
+_MAX_TEXT_LAYER = 64 << 20
+
+# Field names used inside Go template actions, e.g. `{{ .Tools }}` or `{{ range .Messages }}`.
+_ACTION_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_FIELD_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class ModelBlobError(PyollamaError):
+    """A layer blob the manifest names is missing or unreadable: the store is damaged (500)."""
+
+    status = 500
+
+
+def template_vars(template: str) -> set[str]:
+    """Lower-cased field names referenced in a Go template's actions (Ollama's Template.Vars)."""
+    names: set[str] = set()
+    for action in _ACTION_RE.findall(template):
+        # Strip string literals so `"a.b"` inside an action is not read as a field.
+        action = re.sub(r'"(?:\\.|[^"\\])*"|`[^`]*`', "", action)
+        names.update(m.lower() for m in _FIELD_RE.findall(action))
+    return names
+
+
+@dataclass
+class ModelRecord:
+    name: ModelName
+    manifest: Manifest
+    digest: str  # sha256 hex of the manifest bytes
+    modified_at: datetime
+    size: int
+    model_path: Path | None
+    projector_paths: list[Path] = field(default_factory=list)
+    adapter_paths: list[Path] = field(default_factory=list)
+    draft_path: Path | None = None
+    template: str | None = None
+    system: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    license: list[str] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    parent_model: str = ""
+    store: Store | None = field(default=None, repr=False, compare=False)
+
+    def gguf_info(self) -> GGUFInfo | None:
+        """The model blob's GGUF header, or None when there is no readable GGUF model layer."""
+        if self.model_path is None or not self.model_path.is_file():
+            return None
+        try:
+            if self.store is not None:
+                return self.store.gguf_info(self.model_path)
+            return read_gguf_info(self.model_path)
+        except (InvalidGGUFError, OSError):
+            return None
+
+    def projector_infos(self) -> list[GGUFInfo]:
+        infos = []
+        for path in self.projector_paths:
+            try:
+                infos.append(self.store.gguf_info(path) if self.store is not None else read_gguf_info(path))
+            except (InvalidGGUFError, OSError):
+                continue
+        return infos
+
+    def details(self) -> dict[str, Any]:
+        """Ollama's `details` object, in its JSON field order."""
+        cfg = self.config
+        families = cfg.get("model_families")
+        out: dict[str, Any] = {
+            "parent_model": self.parent_model,
+            "format": cfg.get("model_format", "") or "",
+            "family": cfg.get("model_family", "") or "",
+            "families": list(families) if isinstance(families, list) else None,
+            "parameter_size": cfg.get("model_type", "") or "",
+            "quantization_level": cfg.get("file_type", "") or "",
+        }
+        for key in ("context_length", "embedding_length"):
+            value = cfg.get(key)
+            if isinstance(value, int) and value > 0:
+                out[key] = value
+        return out
+
+    def capabilities(self) -> list[str]:
+        """Ollama's Model.Capabilities: from GGUF metadata, template, projectors and config."""
+        caps: list[str] = []
+
+        def add(cap: str) -> None:
+            if cap not in caps:
+                caps.append(cap)
+
+        info = self.gguf_info()
+        if info is not None:
+            add("embedding" if info.arch_value("pooling_type") is not None else "completion")
+            if info.arch_value("vision.block_count") is not None:
+                add("vision")
+            if info.arch_value("audio.block_count") is not None:
+                add("audio")
+        elif self.model_path is not None and self.config.get("model_format") == "gguf":
+            add("completion")
+        if self.template is not None:
+            names = template_vars(self.template)
+            if "tools" in names:
+                add("tools")
+            if "suffix" in names:
+                add("insert")
+            if "thinking" in names:
+                add("thinking")
+        elif info is not None and info.chat_template:
+            # Without a Go template the GGUF's Jinja template is rendered (Ollama's native mode).
+            chat = info.chat_template
+            if "tools" in chat or "tool_call" in chat:
+                add("tools")
+            if "<think>" in chat and "</think>" in chat:
+                add("thinking")
+        if self.projector_paths:
+            add("vision")
+            if any(p.metadata.get("clip.has_audio_encoder") for p in self.projector_infos()):
+                add("audio")
+        if self.config.get("model_family") in ("gptoss", "gpt-oss"):
+            add("thinking")
+        extra = self.config.get("capabilities")
+        if isinstance(extra, list):
+            for cap in extra:
+                if isinstance(cap, str):
+                    add(cap)
+        return caps
+
+
+def _read_layer(store: Store, digest: str, name: ModelName) -> bytes:
+    path = store.blobs.path(digest)
+    try:
+        if path.stat().st_size > _MAX_TEXT_LAYER:
+            raise ModelBlobError(f"model '{name.display}': layer {digest} is too large")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelBlobError(f"model '{name.display}': blob {digest} is missing") from None
+
+
+def _read_json(store: Store, digest: str, name: ModelName) -> Any:
+    try:
+        return json.loads(_read_layer(store, digest, name))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelBlobError(f"model '{name.display}': layer {digest} is not valid JSON: {exc}") from None
+
+
+def load_record(store: Store, name: ModelName) -> ModelRecord:
+    """Read one model's manifest and small layers (NotFoundError if it does not exist)."""
+    entry = store.entry(name)
+    found, manifest = entry.name, entry.manifest
+    record = ModelRecord(
+        name=found,
+        manifest=manifest,
+        digest=entry.digest,
+        modified_at=entry.modified_at,
+        size=entry.size,
+        model_path=None,
+        store=store,
+    )
+    try:
+        config = _read_json(store, manifest.config.digest, found)
+    except ModelBlobError as exc:
+        # A model with a damaged config still runs; only its details are empty.
+        log.warning("%s", exc)
+        config = {}
+    record.config = config if isinstance(config, dict) else {}
+
+    for layer in manifest.layers:
+        media = layer.media_type
+        if media == MEDIA_MODEL:
+            # Ollama expects one; with several, the last wins.
+            record.model_path = store.blobs.path(layer.digest)
+            record.parent_model = layer.from_ or ""
+        elif media == MEDIA_PROJECTOR:
+            record.projector_paths.append(store.blobs.path(layer.digest))
+        elif media == MEDIA_ADAPTER:
+            record.adapter_paths.append(store.blobs.path(layer.digest))
+        elif media == MEDIA_DRAFT:
+            record.draft_path = store.blobs.path(layer.digest)
+        elif media in (MEDIA_TEMPLATE, MEDIA_PROMPT):
+            record.template = _read_layer(store, layer.digest, found).decode("utf-8", errors="replace")
+        elif media == MEDIA_SYSTEM:
+            record.system = _read_layer(store, layer.digest, found).decode("utf-8", errors="replace")
+        elif media == MEDIA_LICENSE:
+            record.license.append(_read_layer(store, layer.digest, found).decode("utf-8", errors="replace"))
+        elif media == MEDIA_PARAMS:
+            params = _read_json(store, layer.digest, found)
+            if not isinstance(params, dict):
+                raise ModelBlobError(f"model '{found.display}': params layer is not a JSON object")
+            record.params.update(params)
+        elif media == MEDIA_MESSAGES:
+            messages = _read_json(store, layer.digest, found)
+            if not isinstance(messages, list):
+                raise ModelBlobError(f"model '{found.display}': messages layer is not a JSON array")
+            record.messages = [m for m in messages if isinstance(m, dict)]
+        # Other media types (embed, tensor, json) are not used by a GGUF runner.
+    return record
