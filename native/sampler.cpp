@@ -35,6 +35,9 @@ struct ChainHandle {
 struct CommonSamplerHandle {
     ModelPtr model;
     common_sampler * smpl = nullptr;
+    // Plain greedy (temperature <= 0, no grammar, penalties or biases): the argmax of the
+    // logits is the chain's answer, so skip building the full candidate array each token.
+    bool greedy = false;
     ~CommonSamplerHandle() {
         if (smpl) common_sampler_free(smpl);
     }
@@ -115,6 +118,10 @@ std::shared_ptr<CommonSamplerHandle> make_common_sampler(
     }
     auto h = std::make_shared<CommonSamplerHandle>();
     h->model = model;
+    int32_t n_suppress = 0;
+    llama_vocab_get_suppress_tokens(model->vocab, &n_suppress);
+    h->greedy = temperature <= 0.0f && grammar.empty() && mirostat == 0 && logit_bias.empty() && n_suppress == 0 &&
+                repeat_penalty == 1.0f && presence_penalty == 0.0f && frequency_penalty == 0.0f && n_probs == 0;
     try {
         // common_sampler_init: nullptr or an exception when the grammar does not parse.
         h->smpl = common_sampler_init(model->model, p);
@@ -123,6 +130,21 @@ std::shared_ptr<CommonSamplerHandle> make_common_sampler(
     }
     if (!h->smpl) raise_value("invalid grammar");
     return h;
+}
+
+llama_token sample_one(CommonSamplerHandle & s, ContextHandle & ctx, int32_t idx, bool grammar_first) {
+    if (s.greedy) {
+        const float * logits = llama_get_logits_ith(ctx.ctx, idx);
+        if (logits) {
+            const int32_t n = s.model->n_vocab;
+            int32_t best = 0;
+            for (int32_t i = 1; i < n; ++i) {
+                if (logits[i] > logits[best]) best = i;
+            }
+            return best;
+        }
+    }
+    return common_sampler_sample(s.smpl, ctx.ctx, idx, grammar_first);
 }
 
 }  // namespace
@@ -190,7 +212,7 @@ void bind_sampler(py::module_ & m) {
             if (ctx.model.get() != s.model.get()) raise_value("sampler and context belong to different models");
             check_sample_index(ctx, idx);
             try {
-                return common_sampler_sample(s.smpl, ctx.ctx, idx, grammar_first);
+                return sample_one(s, ctx, idx, grammar_first);
             } catch (const std::exception & e) {
                 raise_runtime(std::string("sampling failed: ") + e.what());
             }
@@ -204,7 +226,8 @@ void bind_sampler(py::module_ & m) {
             }
         }, py::arg("token"), py::arg("is_generated") = true)
         .def("reset", [](CommonSamplerHandle & s) { common_sampler_reset(s.smpl); })
-        .def_property_readonly("seed", [](const CommonSamplerHandle & s) { return common_sampler_get_seed(s.smpl); });
+        .def_property_readonly("seed", [](const CommonSamplerHandle & s) { return common_sampler_get_seed(s.smpl); })
+        .def_readonly("greedy", &CommonSamplerHandle::greedy, "True when sampling is a plain argmax (fast path)");
 
     // Samples one token for each (sampler, batch index) pair after one decode, and accepts it: the
     // per-step work of continuous batching in one native call.
@@ -220,8 +243,14 @@ void bind_sampler(py::module_ & m) {
         {
             py::gil_scoped_release release;
             for (size_t k = 0; k < samplers.size(); ++k) {
-                out[k] = common_sampler_sample(samplers[k]->smpl, ctx.ctx, idxs[k], false);
-                common_sampler_accept(samplers[k]->smpl, out[k], true);
+                // A sampler that fails (e.g. a grammar with no allowed token) yields -1 for its
+                // sequence alone; the others in the batch go on.
+                try {
+                    out[k] = sample_one(*samplers[k], ctx, idxs[k], false);
+                    common_sampler_accept(samplers[k]->smpl, out[k], true);
+                } catch (const std::exception &) {
+                    out[k] = -1;
+                }
             }
         }
         return out;

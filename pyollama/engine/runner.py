@@ -581,6 +581,9 @@ class Runner:
     def _on_token(self, slot: Slot, tok: int) -> None:
         task = slot.task
         assert task is not None
+        if tok < 0:  # the sampler failed for this sequence (sample_many's contract)
+            self._finish(slot, error=PyollamaError("an error was encountered while running the model: sampling failed"))
+            return
         if tok in self._eog:
             self._finish(slot, reason="stop")
             return
