@@ -25,7 +25,7 @@ from pyollama.engine.options import PredictOptions, RunnerOptions
 from pyollama.engine.prompt_cache import pick_slot
 from pyollama.engine.slots import END, CompletionResult, Slot, SlotState, Task
 from pyollama.errors import BadRequestError, CanceledError, ModelLoadError, PyollamaError, ServerBusyError
-from pyollama.llama import Batch, ChatTemplates, Context, Model
+from pyollama.llama import Batch, ChatTemplates, Context, LoraAdapter, Model
 from pyollama.llama.sampler import DEFAULT_SEED, JSON_GRAMMAR, SamplerSettings, json_schema_to_grammar, sample_many
 
 log = logging.getLogger("pyollama.runner")
@@ -197,7 +197,7 @@ class Runner:
         self.embedding_only = embedding_only or self.model.is_embedding
         self._flash = "on" if flash_attention else "auto"
         self._kv_type = kv_cache_type or "f16"
-        self._adapters = [Model_lora(self.model, p) for p in (adapters or [])]
+        self._adapters = [_load_lora(self.model, p) for p in (adapters or [])]
         self._embed_lock = threading.Lock()
         self._embed_ctx: Context | None = None
         self._templates: ChatTemplates | None = None
@@ -226,11 +226,11 @@ class Runner:
 
     @property
     def size(self) -> int:
+        """Bytes the runner holds: weights plus the f16 KV cache (K and V, every layer and slot)."""
         kv = 0
         if self.ctx is not None:
-            kv = self.n_ctx * self.num_parallel * self.model.n_layer * self.model.n_embd * 4 // max(
-                1, self.model.n_head // max(1, self.model.n_head_kv)
-            )
+            n_embd_kv = self.model.n_embd * self.model.n_head_kv // max(1, self.model.n_head)
+            kv = 2 * 2 * self.n_ctx * self.num_parallel * self.model.n_layer * n_embd_kv
         return int(self.model.size) + kv
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
@@ -626,9 +626,7 @@ class Runner:
         slot.i_batch = -1
 
 
-def Model_lora(model: Model, path: str) -> Any:
-    from pyollama.llama import LoraAdapter
-
+def _load_lora(model: Model, path: str) -> Any:
     try:
         return LoraAdapter(model, path)
     except RuntimeError as e:
