@@ -101,7 +101,8 @@ def real_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, list[st
 
 def test_real_bundled_models_are_imported_like_ollama(real_store: tuple[Store, list[str]]) -> None:
     store, names = real_store
-    assert names == ["smollm2:135m", "gemma3:270m"]
+    assert names[:2] == ["smollm2:135m", "gemma3:270m"]
+    assert names[2:] == ["all-minilm:latest"]
     smol = store.load_record(ModelName.parse("smollm2:135m"))
     assert smol.details() == {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
                               "parameter_size": "134.52M", "quantization_level": "Q4_1"}
@@ -115,8 +116,9 @@ def test_real_bundled_models_are_imported_like_ollama(real_store: tuple[Store, l
     assert gemma.params["stop"] == ["<end_of_turn>"]
     gemma_sha = next(m.sha256 for m in BUNDLED_MODELS if m.name == "gemma3:270m")
     assert gemma.manifest.layers[0].digest == f"sha256:{gemma_sha}"
-    for record in (smol, gemma):
-        assert MEDIA_TEMPLATE not in {layer.media_type for layer in record.manifest.layers}
+    # smollm2 renders its GGUF's Jinja template; gemma3's GGUF has none, so it gets Ollama's Go template
+    assert MEDIA_TEMPLATE not in {layer.media_type for layer in smol.manifest.layers}
+    assert gemma.template is not None and "<start_of_turn>" in gemma.template
 
 
 def test_real_bundled_rerun_is_fast(real_store: tuple[Store, list[str]]) -> None:

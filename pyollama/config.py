@@ -1,0 +1,293 @@
+"""Every environment knob pyollama reads, parsed in one place (Ollama's envconfig).
+
+`Config.from_env(os.environ)` is the only reader of `OLLAMA_*` / `PYOLLAMA_*`
+variables; everything else receives a Config. Parsing follows Ollama's rules
+(API.md §18): values are trimmed of whitespace and surrounding quotes, an
+unparseable boolean that is not empty counts as true, an unparseable number
+falls back to the default with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyollama.errors import BadRequestError
+
+log = logging.getLogger("pyollama.config")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 11434
+
+# Go's time.ParseDuration units, in seconds.
+_DURATION_UNITS: dict[str, float] = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # U+00B5 micro sign
+    "μs": 1e-6,  # U+03BC Greek mu
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d*\.?\d*)([^\d.]*)")
+
+
+def go_quote(text: str) -> str:
+    """Go's %q for the strings that appear in error messages (close enough: JSON escaping)."""
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def parse_duration(text: str) -> float:
+    """Go's time.ParseDuration, in seconds: "5m", "1h30m", "1.5s", "-1m", "300ms", "0".
+
+    Raises BadRequestError with Go's own texts (`time: missing unit in duration "3600"`),
+    which Ollama returns verbatim for a bad `keep_alive` string.
+    """
+    original = text
+    quoted = go_quote(original)
+    sign = 1.0
+    if text[:1] in ("-", "+"):
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    if text == "0":
+        return 0.0
+    if text == "":
+        raise BadRequestError(f"time: invalid duration {quoted}")
+    total = 0.0
+    pos = 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None or match.group(1) in ("", "."):
+            raise BadRequestError(f"time: invalid duration {quoted}")
+        number, unit = match.group(1), match.group(2)
+        if unit == "":
+            raise BadRequestError(f"time: missing unit in duration {quoted}")
+        if unit not in _DURATION_UNITS:
+            raise BadRequestError(f"time: unknown unit {go_quote(unit)} in duration {quoted}")
+        total += float(number) * _DURATION_UNITS[unit]
+        pos = match.end()
+    return sign * total
+
+
+def _var(environ: Mapping[str, str], key: str) -> str:
+    """Ollama's envconfig.Var: trimmed of whitespace, then of surrounding quotes."""
+    return environ.get(key, "").strip().strip("\"'")
+
+
+def _bool(environ: Mapping[str, str], key: str, default: bool = False) -> bool:
+    value = _var(environ, key)
+    if value == "":
+        return default
+    # strconv.ParseBool: anything but its false words (even garbage) counts as set, as in Ollama.
+    return value not in ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _optional_bool(environ: Mapping[str, str], key: str) -> bool | None:
+    return None if _var(environ, key) == "" else _bool(environ, key)
+
+
+def _uint(environ: Mapping[str, str], key: str, default: int) -> int:
+    value = _var(environ, key)
+    if value == "":
+        return default
+    try:
+        number = int(value, 10)
+    except ValueError:
+        number = -1
+    if number < 0:
+        log.warning("invalid environment variable, using default: %s=%r default=%d", key, value, default)
+        return default
+    return number
+
+
+def _env_duration(environ: Mapping[str, str], key: str, default: float) -> float:
+    """A Go duration or integer seconds (OLLAMA_KEEP_ALIVE, OLLAMA_LOAD_TIMEOUT)."""
+    value = _var(environ, key)
+    if value == "":
+        return default
+    try:
+        return parse_duration(value)
+    except BadRequestError:
+        pass
+    try:
+        return float(int(value, 10))
+    except ValueError:
+        log.warning("invalid duration, using default: %s=%r", key, value)
+        return default
+
+
+def _list(environ: Mapping[str, str], key: str) -> tuple[str, ...]:
+    value = _var(environ, key)
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def parse_host(raw: str) -> tuple[str, str, int]:
+    """Ollama's envconfig.Host: `[scheme://]host[:port][/path]` -> (scheme, host, port).
+
+    The port defaults to 11434, or 80/443 when an http/https scheme is given
+    explicitly; `:port` keeps an empty host, meaning every interface.
+    """
+    text = raw.strip().strip("\"'")
+    default_port = DEFAULT_PORT
+    scheme, sep, hostport = text.partition("://")
+    if not sep:
+        scheme, hostport = "http", text
+        if text == "ollama.com":
+            scheme, hostport = "https", "ollama.com:443"
+    elif scheme == "http":
+        default_port = 80
+    elif scheme == "https":
+        default_port = 443
+    hostport = hostport.split("/", 1)[0]
+    host, port_text = _split_host_port(hostport)
+    if port_text is None:
+        host, port_text = DEFAULT_HOST, str(default_port)
+        stripped = hostport.strip("[]")
+        if stripped:
+            host = stripped
+    try:
+        port = int(port_text, 10)
+        if not 0 <= port <= 65535:
+            raise ValueError(port_text)
+    except ValueError:
+        log.warning("invalid port, using default: port=%r default=%d", port_text, default_port)
+        port = default_port
+    return scheme, host, port
+
+
+def _split_host_port(hostport: str) -> tuple[str, str | None]:
+    """Go's net.SplitHostPort: (host, port) or (hostport, None) when there is no port."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0 or not hostport[end + 1 :].startswith(":"):
+            return hostport, None
+        return hostport[1:end], hostport[end + 2 :]
+    if hostport.count(":") != 1:
+        return hostport, None
+    host, port = hostport.split(":")
+    return host, port
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (llama.cpp runs best with one thread per core), else logical CPUs."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    physical = core = ""
+    for line in text.splitlines() + [""]:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            physical = value.strip()
+        elif key == "core id":
+            core = value.strip()
+        elif not line.strip():
+            if core:
+                cores.add((physical, core))
+            physical = core = ""
+    if not cores:
+        return os.cpu_count() or 1
+    try:
+        # Respect a CPU affinity mask (containers, taskset) smaller than the machine.
+        return max(1, min(len(cores), len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return len(cores)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Server settings. Durations are in seconds; a negative keep_alive means forever."""
+
+    scheme: str = "http"
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    models: Path = Path("~/.ollama/models")
+    keep_alive: float = 300.0
+    num_parallel: int = 4
+    max_loaded_models: int = 3
+    max_queue: int = 512
+    origins: tuple[str, ...] = ()
+    context_length: int = 4096
+    flash_attention: bool | None = None
+    kv_cache_type: str = ""
+    debug: int = 0
+    noprune: bool = False
+    load_timeout: float = 300.0
+    num_threads: int = 0
+    rpc_servers: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+        scheme, host, port = parse_host(_var(env, "OLLAMA_HOST"))
+        models = _var(env, "OLLAMA_MODELS")
+        home = env.get("HOME") or str(Path.home())
+        keep_alive = _env_duration(env, "OLLAMA_KEEP_ALIVE", 300.0)
+        load_timeout = _env_duration(env, "OLLAMA_LOAD_TIMEOUT", 300.0)
+        debug_text = _var(env, "OLLAMA_DEBUG")
+        debug = int(debug_text) if debug_text.isdigit() else int(_bool(env, "OLLAMA_DEBUG"))
+        num_parallel = _uint(env, "OLLAMA_NUM_PARALLEL", 4) or 4
+        return cls(
+            scheme=scheme,
+            host=host,
+            port=port,
+            models=Path(models).expanduser() if models else Path(home) / ".ollama" / "models",
+            keep_alive=-1.0 if keep_alive < 0 else keep_alive,
+            num_parallel=num_parallel,
+            # 0 means automatic: 3 per GPU, 3 on CPU (Ollama's defaultModelsPerGPU).
+            max_loaded_models=_uint(env, "OLLAMA_MAX_LOADED_MODELS", 0) or 3,
+            max_queue=_uint(env, "OLLAMA_MAX_QUEUE", 512),
+            origins=_list(env, "OLLAMA_ORIGINS"),
+            context_length=_uint(env, "OLLAMA_CONTEXT_LENGTH", 0) or 4096,
+            flash_attention=_optional_bool(env, "OLLAMA_FLASH_ATTENTION"),
+            kv_cache_type=_var(env, "OLLAMA_KV_CACHE_TYPE").lower(),
+            debug=debug,
+            noprune=_bool(env, "OLLAMA_NOPRUNE"),
+            load_timeout=math.inf if load_timeout <= 0 else load_timeout,
+            num_threads=_uint(env, "PYOLLAMA_NUM_THREADS", 0) or physical_cores(),
+            rpc_servers=_list(env, "PYOLLAMA_RPC_SERVERS"),
+            api_keys=_list(env, "PYOLLAMA_API_KEYS"),
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The URL a client on this machine uses to reach the server."""
+        host = self.host or DEFAULT_HOST
+        if host in ("0.0.0.0", "::"):
+            host = DEFAULT_HOST
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def listen(self) -> str:
+        """`host:port` for the WSGI server; an empty host listens on every interface."""
+        host = self.host or "0.0.0.0"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
