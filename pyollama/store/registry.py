@@ -1,0 +1,892 @@
+"""Pull and push models: Ollama's registry protocol, also against plain Docker/OCI registries.
+
+`pull_model` and `push_model` are generators of `Progress` objects, the lines `/api/pull`
+and `/api/push` stream; a failure is raised (a `RegistryError`) after the lines so far, and
+the server turns it into the final `{"error": ...}` line.
+
+Pull (Ollama's `PullModel`, reference §3.3):
+- the manifest is fetched with both the Docker v2 and the OCI manifest media types accepted;
+- each missing layer is downloaded into `blobs/sha256-<hex>-partial`: a layer larger than
+  `TransferOptions.part_threshold` in up to `max_parts` byte ranges fetched in parallel and
+  written at their offsets. Each range's state lives beside it in `...-partial-<N>`, JSON
+  `{"N":0,"Offset":0,"Size":...,"Completed":...}` as Ollama writes it, so an interrupted
+  pull (ours or Ollama's) resumes from what is already on disk;
+- blob GETs follow redirects (Ollama's registry answers 307 to object storage) and accept a
+  plain 200 (a distribution registry serving blobs itself, which upstream Ollama cannot pull);
+  a registry that ignores `Range` is read as one stream;
+- every downloaded blob is hashed before it is renamed into the store; a mismatch deletes the
+  partial and fails with `digest mismatch, file must be downloaded again`;
+- the manifest is written last, atomically, byte for byte as the registry sent it.
+
+Push (Ollama's `PushModel`, reference §3.4): per layer a HEAD skips blobs the repository has;
+otherwise a cross-repository mount is tried (from the layer's `from`, or from another
+repository on the same registry that holds the blob locally), then the standard upload:
+POST, sequential PATCH chunks (resumed from the registry's upload status after a broken
+connection), PUT with the digest. The manifest goes last.
+
+Concurrent pulls of the same blob (threads or processes) are serialised by an advisory lock
+on its partial file, so they never write the same file at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+import urllib3
+
+from pyollama.errors import BadRequestError, DigestMismatchError, NotFoundError, PyollamaError, RegistryError
+from pyollama.store.blobs import digest_hex
+from pyollama.store.manifests import MANIFEST_MEDIA_TYPE, Layer, Manifest, Store
+from pyollama.store.names import ModelName
+from pyollama.store.registry_client import (
+    RegistryAuth,
+    RegistryCanceledError,
+    RegistryClient,
+    RegistryConnectionError,
+    RegistryNotFoundError,
+    environ_auth,
+    error_text,
+)
+
+try:
+    import fcntl
+except ImportError:  # Windows: concurrent pulls of one blob are not serialised there
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("pyollama.registry")
+
+OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+_INDEX_MEDIA_TYPES = frozenset(
+    {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+)
+_MANIFEST_ACCEPT = f"{MANIFEST_MEDIA_TYPE}, {OCI_MANIFEST_MEDIA_TYPE}"
+# Distribution refuses manifests over 4 MiB; a larger answer is not a manifest.
+_MAX_MANIFEST_BYTES = 4 << 20
+_READ_CHUNK = 1 << 20
+_MiB = 1 << 20
+
+
+@dataclass
+class Progress:
+    """One streamed line of /api/pull or /api/push (Ollama's api.ProgressResponse)."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Ollama's omitempty: empty digest and zero total/completed are left out."""
+        out: dict[str, Any] = {"status": self.status}
+        if self.digest:
+            out["digest"] = self.digest
+        if self.total:
+            out["total"] = self.total
+        if self.completed:
+            out["completed"] = self.completed
+        return out
+
+
+@dataclass
+class TransferOptions:
+    """Tunables of pulls and pushes; the defaults suit real registries, tests shrink them."""
+
+    part_threshold: int = 16 * _MiB  # layers larger than this are fetched as parallel ranges
+    max_parts: int = 16  # a layer is split into at most this many ranges (Ollama: 16)
+    max_connections: int = 8  # ranges of one layer in flight at once
+    upload_chunk_size: int = 64 * _MiB  # bytes per PATCH
+    max_retries: int = 6  # failed attempts of one range or chunk without progress
+    retry_backoff: float = 1.0  # seconds before the first retry, doubled each time
+    progress_interval: float = 0.08  # at most one progress line per layer this often
+    state_interval: float = 0.5  # how often the `-partial-N` resume state is saved
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0  # a range with no bytes for this long is retried
+    prune: bool = True  # remove blobs only the replaced manifest used (OLLAMA_NOPRUNE unset)
+
+
+@contextmanager
+def _os_errors_as_registry_errors() -> Iterator[None]:
+    """Disk errors (ENOSPC, permissions) and stray transport errors (requests' are OSErrors)
+    reach the client as RegistryError lines like every other failure."""
+    try:
+        yield
+    except OSError as exc:
+        raise RegistryError(str(exc) or type(exc).__name__) from exc
+
+
+def registry_base_url(name: ModelName, insecure: bool) -> str:
+    """`scheme://host`; `insecure` switches to plain http, as Ollama's makeRequest does."""
+    if name.scheme == "http" and not insecure:
+        raise RegistryError("insecure protocol http")
+    return f"{'http' if insecure else name.scheme}://{name.host}"
+
+
+def _client(name: ModelName, insecure: bool, auth: RegistryAuth | None, opts: TransferOptions,
+            cancel: threading.Event | None) -> RegistryClient:
+    return RegistryClient(
+        registry_base_url(name, insecure),
+        name.repository,
+        auth if auth is not None else environ_auth(),
+        connect_timeout=opts.connect_timeout,
+        read_timeout=opts.read_timeout,
+        max_retries=opts.max_retries,
+        retry_backoff=opts.retry_backoff,
+        pool_size=max(opts.max_connections, 2),
+        cancel=cancel,
+    )
+
+
+def _layer_status(verb: str, digest: str) -> str:
+    return f"{verb} {digest_hex(digest)[:12]}"
+
+
+def _unique_layers(manifest: Manifest) -> list[Layer]:
+    """Layers then config (Ollama's order), each digest once."""
+    seen: set[str] = set()
+    out = []
+    for layer in [*manifest.layers, manifest.config]:
+        if layer.digest not in seen:
+            seen.add(layer.digest)
+            out.append(layer)
+    return out
+
+
+def _run_with_progress(
+    work: Callable[[threading.Event], None],
+    report: Callable[[], Progress | None],
+    interval: float,
+    cancel: threading.Event | None,
+) -> Iterator[Progress]:
+    """Run `work(stop)` on a thread and yield `report()` whenever it changed, every `interval`,
+    until the work is done.
+
+    If the consumer stops iterating (client gone) or `cancel` is set, `stop` is set and the
+    thread is waited for, so no thread outlives the generator holding files open.
+    """
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyollama-transfer") as pool:
+        future = pool.submit(work, stop)
+        last: dict[str, Any] | None = None
+        try:
+            while True:
+                if wait([future], timeout=interval)[0]:
+                    # The caller yields the final completed==total line.
+                    future.result()
+                    return
+                current = report()
+                if current is not None and current.to_json() != last:
+                    last = current.to_json()
+                    yield current
+                if cancel is not None and cancel.is_set():
+                    stop.set()
+                    wait([future])
+                    raise RegistryCanceledError()
+        finally:
+            stop.set()
+
+
+# ------------------------------------------------------------------------------------------------
+# pull
+
+
+@dataclass
+class _Part:
+    n: int
+    offset: int
+    size: int
+    completed: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"N": self.n, "Offset": self.offset, "Size": self.size, "Completed": self.completed}
+
+
+class _RangeIgnoredError(Exception):
+    """The registry answered a ranged GET with the whole blob (200)."""
+
+
+class _ShortReadError(Exception):
+    """The body ended before the requested range did."""
+
+
+class _PartialFile:
+    """An open, locked `-partial` data file and its `-partial-<N>` range states.
+
+    Owned by one pull; its download threads only pwrite into disjoint ranges and bump their
+    own part's `completed` under `lock`.
+    """
+
+    def __init__(self, store: Store, digest: str, total: int) -> None:
+        self.digest = digest
+        self.total = total
+        self.path = store.blobs.partial_path(digest)
+        self.blob_path = store.blobs.path(digest)
+        self.lock = threading.Lock()
+        self.parts: list[_Part] = []
+        self.fd = -1
+
+    # -- locking ---------------------------------------------------------------------------------
+
+    def open_locked(self, stop: threading.Event, create: bool = True) -> bool:
+        """Open and lock the partial file; False if there is none (and `create` is False)."""
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        while True:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, flags, 0o644)
+            except FileNotFoundError:
+                return False
+            if fcntl is not None:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        # Another pull is downloading or verifying this blob.
+                        if stop.wait(0.05):
+                            os.close(fd)
+                            raise RegistryCanceledError() from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd = fd
+                return True
+            # The holder renamed (committed) or deleted the file we locked: look again.
+            os.close(fd)
+            if self.blob_path.is_file() or not create:
+                return False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # also releases the flock
+            self.fd = -1
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _part_path(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}-{n}")
+
+    def _state_files(self, with_temps: bool = False) -> list[Path]:
+        prefix = self.path.name + "-"
+        out = []
+        for path in self.path.parent.glob(prefix + "*"):
+            suffix = path.name[len(prefix):]
+            if suffix.isdigit() or (with_temps and suffix.endswith(".tmp") and suffix[:-4].isdigit()):
+                out.append(path)
+        return out
+
+    def plan(self, opts: TransferOptions) -> None:
+        """Load the resume state left by an earlier pull, or split the blob into fresh parts."""
+        parts = self._load_parts()
+        if parts is None:
+            self.remove_state()
+            os.ftruncate(self.fd, 0)
+            parts = self._split(opts)
+        os.ftruncate(self.fd, self.total)
+        self.parts = parts
+        self.save_state()
+
+    def _split(self, opts: TransferOptions) -> list[_Part]:
+        if self.total <= opts.part_threshold:
+            return [_Part(0, 0, self.total)]
+        size = max(opts.part_threshold, math.ceil(self.total / max(opts.max_parts, 1)))
+        return [_Part(n, off, min(size, self.total - off)) for n, off in enumerate(range(0, self.total, size))]
+
+    def _load_parts(self) -> list[_Part] | None:
+        """Parts from `-partial-<N>` files if they describe this blob exactly, else None."""
+        files = self._state_files()
+        if not files:
+            return None
+        parts = []
+        for path in files:
+            try:
+                obj = json.loads(path.read_text())
+                part = _Part(int(obj["N"]), int(obj["Offset"]), int(obj["Size"]), int(obj["Completed"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            if path.name != f"{self.path.name}-{part.n}" or not 0 <= part.completed <= part.size:
+                return None
+            parts.append(part)
+        parts.sort(key=lambda p: p.offset)
+        offset = 0
+        for part in parts:
+            if part.offset != offset:
+                return None
+            offset += part.size
+        # The data file must still hold the bytes the states claim.
+        if offset != self.total or os.fstat(self.fd).st_size != self.total:
+            return None
+        return parts
+
+    def completed(self) -> int:
+        with self.lock:
+            return sum(p.completed for p in self.parts)
+
+    def save_state(self) -> None:
+        """Make the written bytes durable, then record them: a state never claims unsynced data."""
+        with self.lock:
+            snapshot = [_Part(p.n, p.offset, p.size, p.completed) for p in self.parts]
+        os.fsync(self.fd)
+        for part in snapshot:
+            target = self._part_path(part.n)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_text(json.dumps(part.to_json(), separators=(",", ":")))
+            os.replace(tmp, target)
+
+    def remove_state(self) -> None:
+        # Temps too: a pull killed while saving leaves one behind.
+        for path in self._state_files(with_temps=True):
+            path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self.remove_state()
+        self.path.unlink(missing_ok=True)
+
+    def reset_single(self) -> None:
+        """Forget the ranges: one part, from byte 0 (for registries that ignore Range)."""
+        self.remove_state()
+        with self.lock:
+            self.parts = [_Part(0, 0, self.total)]
+        self.save_state()
+
+
+class _Downloader:
+    """Fetches the missing ranges of one blob into its locked partial file."""
+
+    def __init__(self, client: RegistryClient, partial: _PartialFile, opts: TransferOptions) -> None:
+        self.client = client
+        self.partial = partial
+        self.opts = opts
+        self.url = client.url(f"blobs/{partial.digest}")
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            self._run_parts(stop)
+        except _RangeIgnoredError:
+            log.info("registry ignores Range for %s; downloading it as one stream", self.partial.digest)
+            self.partial.reset_single()
+            self._run_parts(stop)
+        finally:
+            self.partial.save_state()
+
+    def _run_parts(self, stop: threading.Event) -> None:
+        todo = [p for p in self.partial.parts if p.completed < p.size]
+        if not todo:
+            return
+        part_stop = threading.Event()
+        workers = min(self.opts.max_connections, len(todo))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyollama-pull") as pool:
+            futures = [pool.submit(self._fetch_part, part, stop, part_stop) for part in todo]
+            try:
+                pending: set[Future[None]] = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=self.opts.state_interval, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()
+                    if stop.is_set():
+                        raise RegistryCanceledError()
+                    self.partial.save_state()
+                if stop.is_set():
+                    # The ranges returned early: the blob is not complete.
+                    raise RegistryCanceledError()
+            finally:
+                # Unwinding for any reason: the other ranges stop at their next chunk.
+                part_stop.set()
+
+    def _fetch_part(self, part: _Part, stop: threading.Event, part_stop: threading.Event) -> None:
+        failures = 0
+        whole = part.offset == 0 and part.size == self.partial.total
+        while part.completed < part.size:
+            if stop.is_set() or part_stop.is_set():
+                return
+            start = part.offset + part.completed
+            end = part.offset + part.size - 1
+            before = part.completed
+            try:
+                self._fetch_range(part, start, end, whole, stop, part_stop)
+                if part.completed < part.size and not (stop.is_set() or part_stop.is_set()):
+                    raise _ShortReadError()
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError, RegistryConnectionError, _ShortReadError) as exc:
+                # A range that made progress starts its retry budget afresh (Ollama's stalls).
+                failures = 0 if part.completed > before else failures + 1
+                if failures > self.opts.max_retries:
+                    raise RegistryError(f"{_layer_status('pulling', self.partial.digest)}: {exc}") from None
+                log.info("range %d of %s broke (%s); retrying", part.n, self.partial.digest, exc)
+                delay = self.opts.retry_backoff * (2 ** (failures - 1)) if failures else 0.0
+                if delay and stop.wait(delay):
+                    return
+
+    def _fetch_range(self, part: _Part, start: int, end: int, whole: bool,
+                     stop: threading.Event, part_stop: threading.Event) -> None:
+        if self.partial.total == 0:
+            return
+        headers = {"Range": f"bytes={start}-{end}"}
+        resp = self.client.request("GET", self.url, headers=headers, stream=True)
+        with resp:
+            if resp.status_code == 200:
+                # Range ignored: usable only when this one range is the whole blob from 0.
+                if not (whole and start == 0):
+                    raise _RangeIgnoredError()
+            elif resp.status_code == 206:
+                content_range = resp.headers.get("Content-Range", "")
+                if not content_range.startswith(f"bytes {start}-"):
+                    raise RegistryError(f"registry answered range {content_range!r} for bytes={start}-{end}")
+            elif resp.status_code == 404:
+                raise RegistryNotFoundError()
+            else:
+                raise RegistryError(error_text(resp))
+            fd = self.partial.fd
+            for chunk in _iter_body(resp):
+                if stop.is_set() or part_stop.is_set():
+                    return
+                remaining = part.size - part.completed
+                data = memoryview(chunk)[:remaining]
+                pos = part.offset + part.completed
+                while data:
+                    written = os.pwrite(fd, data, pos)
+                    data, pos = data[written:], pos + written
+                    with self.partial.lock:
+                        part.completed += written
+                if part.completed >= part.size:
+                    return
+
+
+def _iter_body(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives. `read1` hands over every byte received before a connection
+    breaks (a plain read of a large amount drops them with the IncompleteRead), so a resumed
+    range starts exactly where the data ended."""
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None:  # urllib3 < 2.3: a broken connection loses at most one small chunk
+        yield from resp.iter_content(64 * 1024)
+        return
+    while True:
+        data = read1(_READ_CHUNK, decode_content=True)
+        if not data:
+            return
+        yield data
+
+
+def _pull_blob(client: RegistryClient, store: Store, layer: Layer, opts: TransferOptions,
+               cancel: threading.Event | None) -> Iterator[Progress]:
+    """Download one blob into its partial file (not yet verified nor committed)."""
+    status = _layer_status("pulling", layer.digest)
+    partial = _PartialFile(store, layer.digest, layer.size)
+    planned = threading.Event()
+
+    def work(stop: threading.Event) -> None:
+        if not partial.open_locked(stop):
+            return
+        try:
+            if store.blobs.exists(layer.digest):
+                # Another pull finished it while we waited for the lock.
+                return
+            partial.plan(opts)
+            planned.set()
+            _Downloader(client, partial, opts).run(stop)
+        finally:
+            partial.close()
+
+    def report() -> Progress | None:
+        # Nothing to say until the resume state is loaded: a resumed pull starts from it.
+        if not planned.is_set():
+            return None
+        return Progress(status, layer.digest, layer.size, partial.completed())
+
+    yield from _run_with_progress(work, report, opts.progress_interval, cancel)
+    yield Progress(status, layer.digest, layer.size, layer.size)
+
+
+def _commit_blob(store: Store, layer: Layer) -> None:
+    """Verify a downloaded partial and move it into the store (under its lock)."""
+    partial = _PartialFile(store, layer.digest, layer.size)
+    never = threading.Event()
+    if not partial.open_locked(never, create=False):
+        if store.blobs.exists(layer.digest):
+            return
+        # Deleted under us (a concurrent pull found it corrupt): nothing verified to commit.
+        raise DigestMismatchError("digest mismatch, file must be downloaded again")
+    try:
+        if store.blobs.exists(layer.digest):
+            partial.discard()
+            return
+        try:
+            store.blobs.commit_partial(layer.digest)
+        except DigestMismatchError:
+            # commit_partial deleted the data; the range states must not survive it.
+            partial.discard()
+            raise
+        partial.remove_state()
+    finally:
+        partial.close()
+
+
+def _fetch_manifest(client: RegistryClient, tag: str) -> tuple[bytes, Manifest]:
+    try:
+        resp = client.request("GET", client.url(f"manifests/{tag}"), headers={"Accept": _MANIFEST_ACCEPT},
+                              stream=True)
+    except RegistryCanceledError:
+        raise
+    except RegistryError as exc:
+        raise type(exc)(f"pull model manifest: {exc}") from None
+    with resp:
+        if resp.status_code == 404:
+            raise RegistryNotFoundError("pull model manifest: file does not exist")
+        if resp.status_code >= 400:
+            raise RegistryError(f"pull model manifest: {error_text(resp)}")
+        chunks, size = [], 0
+        for chunk in resp.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > _MAX_MANIFEST_BYTES:
+                raise RegistryError("pull model manifest: manifest too large")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        announced = resp.headers.get("Docker-Content-Digest")
+    if content_type in _INDEX_MEDIA_TYPES:
+        raise RegistryError(f"pull model manifest: unsupported manifest media type {content_type}")
+    if announced and announced.startswith("sha256:"):
+        actual = "sha256:" + hashlib.sha256(raw).hexdigest()
+        if actual != announced.lower():
+            raise RegistryError(f"pull model manifest: digest mismatch, want {announced}, got {actual}")
+    try:
+        manifest = Manifest.from_bytes(raw)
+    except ValueError as exc:
+        raise RegistryError(f"pull model manifest: {exc}") from None
+    if manifest.media_type in _INDEX_MEDIA_TYPES:
+        raise RegistryError(f"pull model manifest: unsupported manifest media type {manifest.media_type}")
+    return raw, manifest
+
+
+def pull_model(
+    store: Store,
+    name: ModelName,
+    *,
+    insecure: bool = False,
+    cancel: threading.Event | None = None,
+    auth: RegistryAuth | None = None,
+    options: TransferOptions | None = None,
+) -> Iterator[Progress]:
+    """Pull `name` into `store`, yielding Ollama's progress lines; raises RegistryError.
+
+    `auth=None` reads credentials from the environment (module docstring of
+    registry_client); `RegistryAuth()` is anonymous only.
+    """
+    with _os_errors_as_registry_errors():
+        yield from _pull(store, name, insecure, cancel, auth, options or TransferOptions())
+
+
+def _pull(store: Store, name: ModelName, insecure: bool, cancel: threading.Event | None,
+          auth: RegistryAuth | None, opts: TransferOptions) -> Iterator[Progress]:
+    with closing(_client(name, insecure, auth, opts, cancel)) as client:
+        yield Progress("pulling manifest")
+        raw, manifest = _fetch_manifest(client, name.tag)
+        layers = _unique_layers(manifest)
+        downloaded: list[Layer] = []
+        for layer in layers:
+            if store.blobs.exists(layer.digest):
+                yield Progress(_layer_status("pulling", layer.digest), layer.digest, layer.size, layer.size)
+                continue
+            yield from _pull_blob(client, store, layer, opts, cancel)
+            downloaded.append(layer)
+
+        yield Progress("verifying sha256 digest")
+        failed: DigestMismatchError | None = None
+        for layer in downloaded:
+            try:
+                _commit_blob(store, layer)
+            except DigestMismatchError as exc:
+                # Keep checking the others so that no bad partial outlives this pull.
+                failed = exc
+        if failed is not None:
+            raise RegistryError(str(failed)) from None
+
+        yield Progress("writing manifest")
+        target = store.canonical(name)
+        old_digests: set[str] = set()
+        if store.resolve(target) is not None:
+            try:
+                old_digests = store.read_manifest(target).digests()
+            except PyollamaError:
+                old_digests = set()
+        try:
+            store.write_manifest_bytes(target, raw, manifest)
+        except (ValueError, BadRequestError) as exc:
+            raise RegistryError(f"writing manifest: {exc}") from None
+        unused = old_digests - manifest.digests()
+        if unused and opts.prune:
+            yield Progress("removing unused layers")
+            store.remove_unused_blobs(unused)
+        yield Progress("success")
+
+
+# ------------------------------------------------------------------------------------------------
+# push
+
+
+class _FileSlice:
+    """`length` bytes of a file from `offset`, as a request body; counts what was read."""
+
+    def __init__(self, path: Path, offset: int, length: int, on_read: Callable[[int], None],
+                 stop: threading.Event) -> None:
+        # Closed by close(): requests reads the body after this constructor returns.
+        self._file = open(path, "rb")  # noqa: SIM115
+        self._file.seek(offset)
+        self._left = length
+        self._length = length
+        self._on_read = on_read
+        self._stop = stop
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stop.is_set():
+            raise RegistryCanceledError()
+        if size < 0 or size > self._left:
+            size = self._left
+        data = self._file.read(size)
+        self._left -= len(data)
+        self._on_read(len(data))
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Uploader:
+    """Uploads one blob through the standard session flow; `completed` is for progress."""
+
+    def __init__(self, client: RegistryClient, path: Path, layer: Layer, location: str,
+                 opts: TransferOptions) -> None:
+        self.client = client
+        self.path = path
+        self.layer = layer
+        self.location = location
+        self.opts = opts
+        self.confirmed = 0  # bytes the registry acknowledged
+        self.in_flight = 0  # bytes of the current chunk read so far
+        self.lock = threading.Lock()
+
+    def completed(self) -> int:
+        with self.lock:
+            return min(self.confirmed + self.in_flight, self.layer.size)
+
+    def _count(self, n: int) -> None:
+        with self.lock:
+            self.in_flight += n
+
+    def _next_location(self, resp: requests.Response) -> None:
+        loc = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location")
+        if loc:
+            self.location = self.client.resolve(loc)
+
+    def run(self, stop: threading.Event) -> None:
+        total = self.layer.size
+        chunk = max(self.opts.upload_chunk_size, 1)
+        failures = 0
+        while self.confirmed < total:
+            start = self.confirmed
+            end = min(start + chunk, total)
+            bodies: list[_FileSlice] = []
+
+            def body(start: int = start, end: int = end, bodies: list[_FileSlice] = bodies) -> _FileSlice:
+                with self.lock:
+                    self.in_flight = 0
+                piece = _FileSlice(self.path, start, end - start, self._count, stop)
+                bodies.append(piece)
+                return piece
+
+            headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{start}-{end - 1}"}
+            try:
+                resp = self.client.request("PATCH", self.location, headers=headers, body=body, retry=False)
+            except RegistryConnectionError:
+                failures += 1
+                if failures > self.opts.max_retries:
+                    raise
+                if stop.wait(self.opts.retry_backoff * (2 ** (failures - 1))):
+                    raise RegistryCanceledError() from None
+                self._resync()
+                continue
+            finally:
+                for piece in bodies:
+                    piece.close()
+            with resp:
+                if resp.status_code == 416:
+                    # The registry has a different amount than we think: ask it where we are.
+                    self._resync()
+                    continue
+                if resp.status_code >= 400:
+                    raise RegistryError(f"http status {resp.status_code}: {error_text(resp).split(': ', 1)[-1]}")
+                self._next_location(resp)
+            with self.lock:
+                self.confirmed, self.in_flight = end, 0
+            failures = 0
+        self._commit()
+
+    def _resync(self) -> None:
+        """Ask the upload session how many bytes it holds (GET -> 204, `Range: 0-<last>`)."""
+        resp = self.client.request("GET", self.location)
+        with resp:
+            if resp.status_code >= 400:
+                raise RegistryError(error_text(resp))
+            self._next_location(resp)
+            held = resp.headers.get("Range", "")
+            last = held.rsplit("-", 1)[-1] if "-" in held else ""
+        with self.lock:
+            self.confirmed = int(last) + 1 if last.isdigit() else 0
+            self.in_flight = 0
+
+    def _commit(self) -> None:
+        sep = "&" if "?" in self.location else "?"
+        url = f"{self.location}{sep}{urlencode({'digest': self.layer.digest})}"
+        resp = self.client.request("PUT", url, headers={"Content-Type": "application/octet-stream",
+                                                        "Content-Length": "0"})
+        with resp:
+            if resp.status_code >= 400:
+                raise RegistryError(f"http status {resp.status_code}: {error_text(resp).split(': ', 1)[-1]}")
+            announced = resp.headers.get("Docker-Content-Digest")
+            if announced and announced != self.layer.digest:
+                raise RegistryError(f"digest mismatch, want {self.layer.digest}, registry has {announced}")
+
+
+def _start_upload(client: RegistryClient, digest: str, mount_from: list[str]) -> str | None:
+    """Try a cross-repository mount; None when mounted, else the upload session URL."""
+    base = client.url("blobs/uploads/")
+    for source in mount_from:
+        resp = client.request("POST", base + "?" + urlencode({"mount": digest, "from": source}), retry=True)
+        with resp:
+            if resp.status_code == 201:
+                return None
+            if resp.status_code == 202:
+                loc = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location")
+                if loc:
+                    # Not mountable from there; the registry opened a normal session instead.
+                    return client.resolve(loc)
+            elif resp.status_code >= 400:
+                raise RegistryError(error_text(resp))
+    resp = client.request("POST", base, retry=True)
+    with resp:
+        if resp.status_code >= 400:
+            raise RegistryError(error_text(resp))
+        loc = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location")
+    if resp.status_code != 202 or not loc:
+        raise RegistryError(f"http status {resp.status_code}: registry did not open an upload session")
+    return client.resolve(loc)
+
+
+def _push_blob(client: RegistryClient, store: Store, layer: Layer, mount_from: list[str],
+               opts: TransferOptions, cancel: threading.Event | None) -> Iterator[Progress]:
+    status = _layer_status("pushing", layer.digest)
+    done = Progress(status, layer.digest, layer.size, layer.size)
+    resp = client.request("HEAD", client.url(f"blobs/{layer.digest}"))
+    resp.close()
+    if resp.status_code == 200:
+        yield done
+        return
+    if resp.status_code != 404:
+        raise RegistryError(f"{resp.status_code}: HEAD blob {layer.digest}")
+    path = store.blobs.path(layer.digest)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise RegistryError(f'blob "{layer.digest}" not found') from None
+    if size != layer.size:
+        raise RegistryError(f"blob {layer.digest} is {size} bytes, the manifest says {layer.size}")
+    location = _start_upload(client, layer.digest, mount_from)
+    if location is None:
+        yield done
+        return
+    uploader = _Uploader(client, path, layer, location, opts)
+
+    def report() -> Progress:
+        return Progress(status, layer.digest, layer.size, uploader.completed())
+
+    try:
+        yield from _run_with_progress(uploader.run, report, opts.progress_interval, cancel)
+    except BaseException:
+        # Best effort: free the registry's session; the error being raised is what matters.
+        try:
+            client.request("DELETE", uploader.location, retry=False).close()
+        except PyollamaError:
+            pass
+        raise
+    yield done
+
+
+def _mount_sources(store: Store, name: ModelName) -> dict[str, list[str]]:
+    """digest -> other repositories on the same registry whose local manifests hold it."""
+    out: dict[str, list[str]] = {}
+    for entry in store.list_models():
+        if entry.name.host.lower() != name.host.lower() or entry.name.repository == name.repository:
+            continue
+        for digest in entry.manifest.digests():
+            repos = out.setdefault(digest, [])
+            if entry.name.repository not in repos:
+                repos.append(entry.name.repository)
+    return out
+
+
+def push_model(
+    store: Store,
+    name: ModelName,
+    *,
+    insecure: bool = False,
+    cancel: threading.Event | None = None,
+    auth: RegistryAuth | None = None,
+    options: TransferOptions | None = None,
+) -> Iterator[Progress]:
+    """Push the local model `name` to its registry, yielding Ollama's progress lines."""
+    with _os_errors_as_registry_errors():
+        yield from _push(store, name, insecure, cancel, auth, options or TransferOptions())
+
+
+def _push(store: Store, name: ModelName, insecure: bool, cancel: threading.Event | None,
+          auth: RegistryAuth | None, opts: TransferOptions) -> Iterator[Progress]:
+    with closing(_client(name, insecure, auth, opts, cancel)) as client:
+        yield Progress("retrieving manifest")
+        try:
+            found = store.resolve(name)
+            if found is None:
+                raise NotFoundError(f"model '{name.display}' not found")
+            raw = store.read_manifest_bytes(found)
+            manifest = Manifest.from_bytes(raw)
+        except (PyollamaError, ValueError, OSError) as exc:
+            yield Progress("couldn't retrieve manifest")
+            raise RegistryError(str(exc)) from None
+        local_sources = _mount_sources(store, name)
+        for layer in _unique_layers(manifest):
+            sources = []
+            if layer.from_:
+                try:
+                    sources.append(ModelName.parse(layer.from_).repository)
+                except BadRequestError:
+                    pass
+            sources += [repo for repo in local_sources.get(layer.digest, []) if repo not in sources]
+            # One mount attempt: each failed one leaves an upload session open at the registry.
+            yield from _push_blob(client, store, layer, sources[:1], opts, cancel)
+
+        yield Progress("pushing manifest")
+        resp = client.request("PUT", client.url(f"manifests/{name.tag}"),
+                              headers={"Content-Type": manifest.media_type or MANIFEST_MEDIA_TYPE},
+                              body=lambda: raw)
+        with resp:
+            if resp.status_code >= 400:
+                raise RegistryError(error_text(resp))
+        yield Progress("success")
+
