@@ -11,6 +11,8 @@ namespace pyollama {
 
 namespace {
 
+constexpr int32_t kMaxBatchTokens = 1 << 20;
+
 void add_token(BatchHandle & b, int64_t token, int64_t pos, const std::vector<int64_t> & seq_ids, bool logits) {
     if (b.batch.n_tokens >= b.capacity) {
         raise_index("batch is full (capacity " + std::to_string(b.capacity) + ")");
@@ -37,8 +39,14 @@ void add_token(BatchHandle & b, int64_t token, int64_t pos, const std::vector<in
 void bind_batch(py::module_ & m) {
     py::class_<BatchHandle, std::shared_ptr<BatchHandle>>(m, "Batch")
         .def(py::init([](int32_t capacity, int32_t n_seq_max) {
-            if (capacity <= 0) raise_value("batch capacity must be positive");
-            if (n_seq_max <= 0) raise_value("n_seq_max must be positive");
+            // llama_batch_init allocates capacity * n_seq_max ids without overflow checks: bound both.
+            if (capacity <= 0 || capacity > kMaxBatchTokens) {
+                raise_value("batch capacity must be in [1, " + std::to_string(kMaxBatchTokens) + "]");
+            }
+            const int32_t seq_limit = static_cast<int32_t>(llama_max_parallel_sequences());
+            if (n_seq_max <= 0 || n_seq_max > seq_limit) {
+                raise_value("n_seq_max must be in [1, " + std::to_string(seq_limit) + "]");
+            }
             return std::make_shared<BatchHandle>(capacity, n_seq_max);
         }), py::arg("capacity"), py::arg("n_seq_max") = 1, "llama_batch_init(capacity, 0, n_seq_max)")
         .def_readonly("capacity", &BatchHandle::capacity)

@@ -46,6 +46,13 @@ const char * pooling_name(enum llama_pooling_type t) {
     }
 }
 
+// ggml's thread pools corrupt memory past a few hundred threads: 0 means "all cores".
+constexpr int32_t kMaxThreads = 512;
+
+void check_threads(int32_t n) {
+    if (n < 0 || n > kMaxThreads) raise_value("n_threads must be in [0, " + std::to_string(kMaxThreads) + "]");
+}
+
 // ggml_abort_callback: called from compute threads; true aborts the running decode.
 bool should_abort(void * data) {
     return static_cast<ContextHandle *>(data)->abort.load(std::memory_order_relaxed);
@@ -61,6 +68,8 @@ ContextPtr make_context(ModelPtr model, uint32_t n_ctx, uint32_t n_batch, uint32
     if (n_seq_max == 0 || n_seq_max > llama_max_parallel_sequences()) {
         raise_value("n_seq_max must be in [1, " + std::to_string(llama_max_parallel_sequences()) + "]");
     }
+    check_threads(n_threads);
+    check_threads(n_threads_batch);
     llama_context_params p = llama_context_default_params();
     p.n_ctx = n_ctx;
     if (n_batch) p.n_batch = n_batch;
@@ -159,6 +168,8 @@ void bind_context(py::module_ & m) {
         .def_property_readonly("pooling", [](const ContextHandle & h) { return pooling_name(llama_pooling_type(h.ctx)); })
         .def("set_n_threads", [](ContextHandle & h, int32_t n, int32_t nb) {
             if (n <= 0) raise_value("n_threads must be positive");
+            check_threads(n);
+            check_threads(nb);
             std::lock_guard<std::mutex> lock(h.mutex);
             llama_set_n_threads(h.ctx, n, nb > 0 ? nb : n);
         }, py::arg("n_threads"), py::arg("n_threads_batch") = 0)

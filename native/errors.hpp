@@ -34,5 +34,7 @@ void bind_batch(py::module_ & m);
 void bind_sampler(py::module_ & m);
 void bind_chat(py::module_ & m);
 void bind_quantize(py::module_ & m);
+void bind_rpc(py::module_ & m);
+void bind_mtmd(py::module_ & m);
 
 }  // namespace pyollama

@@ -16,4 +16,6 @@ PYBIND11_MODULE(_native, m) {
     pyollama::bind_sampler(m);
     pyollama::bind_chat(m);
     pyollama::bind_quantize(m);
+    pyollama::bind_rpc(m);
+    pyollama::bind_mtmd(m);
 }

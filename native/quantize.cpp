@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cctype>
 #include <string>
 #include <utility>
@@ -45,6 +46,14 @@ void bind_quantize(py::module_ & m) {
     m.def("quantize", [](const std::string & src, const std::string & dst, const std::string & type, int32_t n_threads,
                          bool allow_requantize, bool pure) {
         ensure_backend("");
+        if (n_threads < 0 || n_threads > 512) raise_value("n_threads must be in [0, 512]");
+        {
+            // gguf parsing of a missing/empty path crashes inside llama.cpp: check first.
+            FILE * f = src.empty() ? nullptr : std::fopen(src.c_str(), "rb");
+            if (!f) raise_runtime("quantization of " + (src.empty() ? std::string("an empty path") : src) + " failed: cannot open it");
+            std::fclose(f);
+        }
+        if (dst.empty()) raise_value("empty destination path");
         llama_model_quantize_params p = llama_model_quantize_default_params();
         p.ftype = ftype_from_name(type);
         p.nthread = n_threads;

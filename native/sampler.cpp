@@ -21,6 +21,8 @@ namespace {
 
 struct ChainHandle {
     llama_sampler * chain = nullptr;
+    llama_sampler * grammar = nullptr;  // owned by the chain; kept to vet tokens before accept
+    int32_t n_vocab = 0;                // of the grammar's model
     ChainHandle() {
         llama_sampler_chain_params p = llama_sampler_chain_default_params();
         chain = llama_sampler_chain_init(p);
@@ -35,6 +37,8 @@ struct ChainHandle {
 struct CommonSamplerHandle {
     ModelPtr model;
     common_sampler * smpl = nullptr;
+    bool has_grammar = false;
+    llama_token last_sampled = LLAMA_TOKEN_NULL;  // with a grammar, only this token may be accepted
     // Plain greedy (temperature <= 0, no grammar, penalties or biases): the argmax of the
     // logits is the chain's answer, so skip building the full candidate array each token.
     bool greedy = false;
@@ -42,6 +46,36 @@ struct CommonSamplerHandle {
         if (smpl) common_sampler_free(smpl);
     }
 };
+
+// Deeply nested grammars and schemas overflow the stack of llama.cpp's recursive parsers.
+constexpr int kMaxNesting = 128;
+
+void check_nesting(const std::string & text, char open_a, char close_a, char open_b, char close_b, const char * what) {
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if (c == open_a || c == open_b) {
+            if (++depth > kMaxNesting) raise_value(std::string(what) + " nests deeper than " + std::to_string(kMaxNesting));
+        } else if (c == close_a || c == close_b) {
+            depth = std::max(0, depth - 1);
+        }
+    }
+}
+
+// Would the grammar sampler let `token` through next? (apply on a one-candidate array)
+bool grammar_allows(llama_sampler * grammar, llama_token token) {
+    llama_token_data data{token, 0.0f, 0.0f};
+    llama_token_data_array arr{&data, 1, -1, false};
+    llama_sampler_apply(grammar, &arr);
+    return std::isfinite(arr.data[0].logit);
+}
 
 void check_prob(float p, const char * name) {
     if (!std::isfinite(p) || p < 0.0f || p > 1.0f) raise_value(std::string(name) + " must be in [0, 1]");
@@ -85,6 +119,7 @@ std::shared_ptr<CommonSamplerHandle> make_common_sampler(
     p.min_p = min_p;
     if (!std::isfinite(typical_p) || typical_p <= 0.0f) raise_value("typical_p must be positive");
     p.typ_p = typical_p;
+    if (repeat_last_n > (1 << 20)) raise_value("repeat_last_n must be at most 1048576");
     p.penalty_last_n = repeat_last_n < 0 ? llama_model_n_ctx_train(model->model) : repeat_last_n;
     p.n_prev = std::max(64, p.penalty_last_n);
     if (!std::isfinite(repeat_penalty) || repeat_penalty <= 0.0f) raise_value("repeat_penalty must be positive");
@@ -99,6 +134,7 @@ std::shared_ptr<CommonSamplerHandle> make_common_sampler(
     p.mirostat_eta = mirostat_eta;
     p.n_probs = n_probs;
     if (!grammar.empty()) {
+        check_nesting(grammar, '(', ')', '[', ']', "grammar");
         common_grammar_type kind = COMMON_GRAMMAR_TYPE_USER;
         if (grammar_kind == "output_format") kind = COMMON_GRAMMAR_TYPE_OUTPUT_FORMAT;
         else if (grammar_kind == "tool_calls") kind = COMMON_GRAMMAR_TYPE_TOOL_CALLS;
@@ -118,6 +154,7 @@ std::shared_ptr<CommonSamplerHandle> make_common_sampler(
     }
     auto h = std::make_shared<CommonSamplerHandle>();
     h->model = model;
+    h->has_grammar = !grammar.empty();
     int32_t n_suppress = 0;
     llama_vocab_get_suppress_tokens(model->vocab, &n_suppress);
     h->greedy = temperature <= 0.0f && grammar.empty() && mirostat == 0 && logit_bias.empty() && n_suppress == 0 &&
@@ -183,17 +220,48 @@ void bind_sampler(py::module_ & m) {
             c.add(llama_sampler_init_logit_bias(model.n_vocab, static_cast<int32_t>(b.size()), b.data()), "logit_bias");
         }, py::arg("model"), py::arg("bias"))
         .def("add_grammar", [](ChainHandle & c, const ModelHandle & model, const std::string & gbnf, const std::string & root) {
+            if (c.grammar) raise_value("this chain already has a grammar");
+            check_nesting(gbnf, '(', ')', '[', ']', "grammar");
             // llama_sampler_init_grammar: nullptr when the grammar does not parse.
-            c.add(llama_sampler_init_grammar(model.vocab, gbnf.c_str(), root.c_str()), "grammar (GBNF does not parse)");
+            llama_sampler * g = llama_sampler_init_grammar(model.vocab, gbnf.c_str(), root.c_str());
+            c.add(g, "grammar (GBNF does not parse)");
+            c.grammar = g;
+            c.n_vocab = model.n_vocab;
         }, py::arg("model"), py::arg("gbnf"), py::arg("root") = "root")
         .def("__len__", [](const ChainHandle & c) { return llama_sampler_chain_n(c.chain); })
         .def("sample", [](ChainHandle & c, ContextHandle & ctx, int32_t idx) {
             std::lock_guard<std::mutex> lock(ctx.mutex);
             check_sample_index(ctx, idx);
-            // llama_sampler_sample: samples and accepts the token.
-            return llama_sampler_sample(c.chain, ctx.ctx, idx);
-        }, py::arg("ctx"), py::arg("idx") = -1)
-        .def("accept", [](ChainHandle & c, int32_t token) { llama_sampler_accept(c.chain, token); }, py::arg("token"))
+            // What llama_sampler_sample does, without its abort when no sampler of the chain
+            // selects a token or the grammar leaves nothing allowed.
+            const float * logits = llama_get_logits_ith(ctx.ctx, idx);
+            if (!logits) raise_index("no logits for batch index " + std::to_string(idx));
+            const int32_t n = ctx.model->n_vocab;
+            std::vector<llama_token_data> cur(n);
+            for (int32_t t = 0; t < n; ++t) cur[t] = llama_token_data{t, logits[t], 0.0f};
+            llama_token_data_array arr{cur.data(), cur.size(), -1, false};
+            llama_sampler_apply(c.chain, &arr);
+            if (arr.selected < 0 || arr.selected >= static_cast<int64_t>(arr.size)) {
+                raise_value("the chain selected no token: end it with greedy, dist or mirostat");
+            }
+            const llama_token token = arr.data[arr.selected].id;
+            if (c.grammar && !std::isfinite(arr.data[arr.selected].logit)) {
+                raise_value("the grammar allows no token here");
+            }
+            llama_sampler_accept(c.chain, token);
+            return token;
+        }, py::arg("ctx"), py::arg("idx") = -1, "sample a token and accept it")
+        .def("accept", [](ChainHandle & c, int32_t token) {
+            if (token < 0) raise_index("token id " + std::to_string(token) + " out of range");
+            // llama.cpp aborts when a grammar is fed a token it does not allow: vet it first.
+            if (c.grammar) {
+                if (token >= c.n_vocab) raise_index("token id " + std::to_string(token) + " out of range");
+                if (!grammar_allows(c.grammar, token)) {
+                    raise_value("token " + std::to_string(token) + " is not allowed by the grammar here");
+                }
+            }
+            llama_sampler_accept(c.chain, token);
+        }, py::arg("token"))
         .def("reset", [](ChainHandle & c) { llama_sampler_reset(c.chain); })
         .def_property_readonly("seed", [](const ChainHandle & c) { return llama_sampler_get_seed(c.chain); });
 
@@ -212,13 +280,20 @@ void bind_sampler(py::module_ & m) {
             if (ctx.model.get() != s.model.get()) raise_value("sampler and context belong to different models");
             check_sample_index(ctx, idx);
             try {
-                return sample_one(s, ctx, idx, grammar_first);
+                s.last_sampled = sample_one(s, ctx, idx, grammar_first);
+                return s.last_sampled;
             } catch (const std::exception & e) {
                 raise_runtime(std::string("sampling failed: ") + e.what());
             }
         }, py::arg("ctx"), py::arg("idx") = -1, py::arg("grammar_first") = false, "common_sampler_sample (does not accept)")
         .def("accept", [](CommonSamplerHandle & s, int32_t token, bool is_generated) {
             check_token(*s.model, token);
+            // The grammar inside the common sampler aborts on a token it does not allow; the
+            // token sample() just returned is the one known to be allowed.
+            if (s.has_grammar && is_generated && token != s.last_sampled) {
+                raise_value("with a grammar, accept only the token sample() returned");
+            }
+            s.last_sampled = LLAMA_TOKEN_NULL;
             try {
                 common_sampler_accept(s.smpl, token, is_generated);
             } catch (const std::exception & e) {
@@ -257,6 +332,7 @@ void bind_sampler(py::module_ & m) {
     }, py::arg("ctx"), py::arg("samplers"), py::arg("idxs"));
 
     m.def("json_schema_to_grammar", [](const std::string & schema) {
+        check_nesting(schema, '{', '}', '[', ']', "JSON schema");
         try {
             return json_schema_to_grammar(common_json::parse(schema), true);
         } catch (const std::exception & e) {

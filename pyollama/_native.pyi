@@ -5,7 +5,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'SamplerChain', 'backend_init', 'backends', 'devices', 'json_schema_to_grammar', 'llama_build_info', 'print_system_info', 'quantize', 'quantize_types', 'sample_many', 'set_log_level', 'time_us']
+__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'backend_init', 'backends', 'devices', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'sample_many', 'set_log_level', 'time_us']
 class Model:
     def __init__(self, path: str, n_gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0, use_mmap: bool = True, use_mlock: bool = False, vocab_only: bool = False, main_gpu: typing.SupportsInt | typing.SupportsIndex = 0, progress: typing.Any = None, check_tensors: bool = False) -> None:
         """
@@ -394,6 +394,43 @@ class ChatParams:
     @property
     def thinking_start_tag(self) -> str:
         ...
+class MtmdChunks:
+    def __len__(self) -> int:
+        ...
+    def text_tokens(self) -> list[int]:
+        """the text tokens of all text chunks, in order (image tokens left out)"""
+    def tokens(self, i: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
+        """the text tokens of chunk i (empty for an image chunk)"""
+    def types(self) -> list[str]:
+        """the type of each chunk: 'text', 'image' or 'audio'"""
+    @property
+    def n_pos(self) -> int:
+        ...
+    @property
+    def n_tokens(self) -> int:
+        ...
+class MtmdContext:
+    def __init__(self, model: Model, projector_path: str, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, use_gpu: bool = True, warmup: bool = True) -> None:
+        """mtmd_init_from_file (GIL released): a projector for `model`; RuntimeError when it cannot load"""
+    def eval(self, ctx: Context, chunks: MtmdChunks, n_past: typing.SupportsInt | typing.SupportsIndex, seq_id: typing.SupportsInt | typing.SupportsIndex = 0, n_batch: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
+        """mtmd_helper_eval_chunks (GIL released): evaluate chunks into seq_id at n_past; returns the new n_past; the last token's logits are at index -1"""
+    def tokenize(self, text: str, images: collections.abc.Sequence[bytes], add_special: bool = True, parse_special: bool = True) -> MtmdChunks:
+        """mtmd_tokenize: one mtmd_default_marker() per image in `text`"""
+    @property
+    def model(self) -> Model:
+        ...
+    @property
+    def path(self) -> str:
+        ...
+    @property
+    def supports_audio(self) -> bool:
+        ...
+    @property
+    def supports_vision(self) -> bool:
+        ...
+    @property
+    def uses_mrope(self) -> bool:
+        ...
 def backend_init(backend_dir: str = '') -> None:
     """
     llama_backend_init (+ ggml_backend_load_all_from_path); runs once per process
@@ -408,6 +445,8 @@ def json_schema_to_grammar(schema_json: str) -> str:
     """
 def llama_build_info() -> dict:
     ...
+def mtmd_default_marker() -> str:
+    """mtmd_default_marker: the text that stands for one image in a prompt given to MtmdContext.tokenize"""
 def print_system_info() -> str:
     ...
 def quantize(src: str, dst: str, type: str, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, allow_requantize: bool = False, pure: bool = False) -> None:

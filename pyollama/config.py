@@ -242,6 +242,7 @@ class Config:
     num_threads: int = 0
     rpc_servers: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = ()
+    api_keys_file: Path | None = None  # one key per line; read when the app is built (server/auth.py)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -254,6 +255,7 @@ class Config:
         debug_text = _var(env, "OLLAMA_DEBUG")
         debug = int(debug_text) if debug_text.isdigit() else int(_bool(env, "OLLAMA_DEBUG"))
         num_parallel = _uint(env, "OLLAMA_NUM_PARALLEL", 4) or 4
+        keys_file = _var(env, "PYOLLAMA_API_KEYS_FILE")
         return cls(
             scheme=scheme,
             host=host,
@@ -274,6 +276,7 @@ class Config:
             num_threads=_uint(env, "PYOLLAMA_NUM_THREADS", 0) or physical_cores(),
             rpc_servers=_list(env, "PYOLLAMA_RPC_SERVERS"),
             api_keys=_list(env, "PYOLLAMA_API_KEYS"),
+            api_keys_file=Path(keys_file).expanduser() if keys_file else None,
         )
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,14 +24,22 @@ from typing import Any
 from pyollama.engine.detokenizer import StreamDetokenizer
 from pyollama.engine.options import PredictOptions, RunnerOptions
 from pyollama.engine.prompt_cache import pick_slot
+from pyollama.engine.schema_grammar import schema_grammar
 from pyollama.engine.slots import END, CompletionResult, Slot, SlotState, Task
 from pyollama.errors import BadRequestError, CanceledError, ModelLoadError, PyollamaError, ServerBusyError
 from pyollama.llama import Batch, ChatTemplates, Context, LoraAdapter, Model
-from pyollama.llama.sampler import DEFAULT_SEED, JSON_GRAMMAR, SamplerSettings, json_schema_to_grammar, sample_many
+from pyollama.llama.mtmd import MtmdChunks, MtmdContext, default_marker
+from pyollama.llama.sampler import DEFAULT_SEED, JSON_GRAMMAR, SamplerSettings, sample_many
 
 log = logging.getLogger("pyollama.runner")
 
 TOO_LONG = "the input length exceeds the context length"
+# llama-server's answer (passed through by Ollama) to images for a model loaded without a projector.
+NO_MULTIMODAL = "Multimodal data provided, but model does not support multimodal requests."
+# Ollama's image tags in rendered prompts; N indexes the request's images.
+_IMAGE_TAG = re.compile(r"\[img-(\d+)\]")
+# Ollama gives vision models at least this much context.
+VISION_MIN_CTX = 2048
 
 
 @dataclass
@@ -130,6 +139,15 @@ class Completion:
     def result(self) -> CompletionResult:
         return self._task.result
 
+    @property
+    def n_cached(self) -> int:
+        """Prompt tokens taken from the prompt cache instead of evaluated (final once the
+        completion has ended; prompts with images never reuse a cached prefix)."""
+        task = self._task
+        if task.media is not None:
+            return 0
+        return max(0, len(task.prompt) - task.n_evaluated)
+
 
 def _to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ollama messages -> the OpenAI shape llama.cpp's chat code reads (tool-call arguments as JSON text)."""
@@ -175,6 +193,7 @@ class Runner:
         embedding_only: bool = False,
         n_threads: int = 0,
         adapters: list[str] | None = None,
+        projector: str | None = None,
     ) -> None:
         t0 = time.perf_counter()
         self.options = options
@@ -193,11 +212,19 @@ class Runner:
             )
         except (RuntimeError, ValueError) as e:
             raise ModelLoadError(f"llama runner process has terminated: {e}") from e
+        if projector:
+            self.n_ctx = max(self.n_ctx, VISION_MIN_CTX)
         self.n_ctx = max(4, min(self.n_ctx, self.model.n_ctx_train or self.n_ctx))
         self.embedding_only = embedding_only or self.model.is_embedding
         self._flash = "on" if flash_attention else "auto"
         self._kv_type = kv_cache_type or "f16"
         self._adapters = [_load_lora(self.model, p) for p in (adapters or [])]
+        self._mtmd: MtmdContext | None = None
+        if projector and not self.embedding_only:
+            try:
+                self._mtmd = MtmdContext(self.model, projector, n_threads=self._n_threads, use_gpu=n_gpu != 0)
+            except (RuntimeError, ValueError) as e:
+                raise ModelLoadError(f"llama runner process has terminated: {e}") from e
         self._embed_lock = threading.Lock()
         self._embed_ctx: Context | None = None
         self._templates: ChatTemplates | None = None
@@ -249,7 +276,10 @@ class Runner:
         return list(self.model.tokenize(text, add_special, parse_special))
 
     def detokenize(self, tokens: list[int]) -> str:
-        return str(self.model.detokenize(tokens))
+        try:
+            return str(self.model.detokenize(tokens))
+        except (IndexError, TypeError, OverflowError) as e:  # token ids from a client (`context`)
+            raise BadRequestError(f"invalid context: {e}") from e
 
     def chat_templates(self, override: str = "") -> ChatTemplates:
         if override:
@@ -303,6 +333,18 @@ class Runner:
             self._pending.append(task)
         self._wake.set()
         return Completion(task, self._wake)
+
+    @property
+    def n_queued(self) -> int:
+        """Completions waiting for a free sequence (read-only; for metrics)."""
+        with self._lock:
+            return len(self._pending)
+
+    @property
+    def n_active(self) -> int:
+        """Sequences evaluating a prompt or generating (read-only; for metrics: slot states are
+        written by the decode thread, so this is a snapshot)."""
+        return sum(1 for slot in self.slots if slot.state is not SlotState.IDLE)
 
     @property
     def busy(self) -> bool:
@@ -433,10 +475,8 @@ class Runner:
         o = request.options
         grammar, kind = "", "user"
         if request.json_schema is not None:
-            try:
-                grammar, kind = json_schema_to_grammar(request.json_schema), "output_format"
-            except ValueError as e:
-                raise BadRequestError(f"invalid JSON schema in format: {e}") from e
+            # a 400 for what the grammar could not enforce, never unconstrained output
+            grammar, kind = schema_grammar(request.json_schema), "output_format"
         elif request.json_mode:
             grammar, kind = JSON_GRAMMAR, "output_format"
         elif request.grammar:
@@ -469,10 +509,53 @@ class Runner:
             generation_prompt=request.generation_prompt if kind != "user" else "",
         )
 
+    @property
+    def has_vision(self) -> bool:
+        return self._mtmd is not None
+
+    def _media_chunks(self, request: CompletionRequest) -> MtmdChunks:
+        """The prompt with its images as mtmd chunks (called from request threads: mtmd's
+        tokenization is thread-safe). Images keep the places their `[img-N]` tags give them;
+        images no tag refers to (raw prompts) go first."""
+        assert self._mtmd is not None and isinstance(request.prompt, str)
+        images = request.images
+        marker = default_marker()
+        ordered: list[bytes] = []
+        used: set[int] = set()
+
+        def place(match: re.Match[str]) -> str:
+            n = int(match.group(1))
+            if n >= len(images):
+                return match.group(0)
+            ordered.append(images[n])
+            used.add(n)
+            return marker
+
+        text = _IMAGE_TAG.sub(place, request.prompt)
+        rest = [image for i, image in enumerate(images) if i not in used]
+        text, ordered = marker * len(rest) + text, rest + ordered
+        try:
+            chunks = self._mtmd.tokenize(text, ordered)
+            if chunks.types()[-1] != "text":
+                # the first sample needs the logits of a text token after the last image
+                chunks = self._mtmd.tokenize(text + "\n", ordered)
+        except ValueError as e:
+            raise BadRequestError(str(e)) from e
+        if chunks.n_pos > self.n_ctx - 1:
+            raise BadRequestError(TOO_LONG)
+        return chunks
+
     def _make_task(self, request: CompletionRequest) -> Task:
         if request.suffix is not None and not self.model.supports_fim:
             raise BadRequestError("model does not support insert")
-        tokens = self._fit_prompt(self._prompt_tokens(request), request)
+        media: MtmdChunks | None = None
+        if request.images:
+            if self._mtmd is None or not isinstance(request.prompt, str) or request.suffix is not None:
+                raise BadRequestError(NO_MULTIMODAL)
+            media = self._media_chunks(request)
+            tokens = list(media.text_tokens())
+        else:
+            tokens = self._fit_prompt(self._prompt_tokens(request), request)
         if not tokens:
             tokens = [self.model.token_bos if self.model.token_bos is not None else 0]
         try:
@@ -480,7 +563,13 @@ class Runner:
         except ValueError as e:
             raise BadRequestError(str(e)) from e
         stops = list(request.options.stop) + [s for s in request.additional_stops if s]
-        return Task(prompt=tokens, sampler=sampler, detok=StreamDetokenizer(stops), num_predict=request.options.num_predict)
+        return Task(
+            prompt=tokens,
+            sampler=sampler,
+            detok=StreamDetokenizer(stops),
+            num_predict=request.options.num_predict,
+            media=media,
+        )
 
     # ---- decode thread ----
 
@@ -516,6 +605,9 @@ class Runner:
                 task.out.put(CanceledError("request canceled"))
                 task.out.put(END)
                 continue
+            if task.media is not None:
+                self._admit_media(task, free)
+                continue
             i_slot, n_reuse = pick_slot([s.cache for s in self.slots], free, task.prompt)
             slot = self.slots[i_slot]
             # at least one prompt token must be evaluated to get logits for the first sample
@@ -528,6 +620,34 @@ class Runner:
             task.t_start = time.perf_counter()
             slot.task = task
             slot.state = SlotState.PROMPT
+
+    def _admit_media(self, task: Task, free: list[int]) -> None:
+        """Evaluate a prompt with images into a free slot right away, outside the continuous batch
+        (the projector encodes whole images), sample its first token, and leave the slot generating."""
+        assert self.ctx is not None and self._mtmd is not None and task.media is not None
+        # the slot whose cache is least worth keeping: image prompts never reuse a cached prefix
+        slot = min((self.slots[i] for i in free), key=lambda s: len(s.cache))
+        self.ctx.seq_rm(slot.seq_id, -1, -1)
+        slot.cache = []
+        task.t_start = time.perf_counter()
+        slot.task = task
+        slot.state = SlotState.PROMPT
+        try:
+            n_past = self._mtmd.eval(self.ctx, task.media, 0, slot.seq_id, self.n_batch)
+        except (RuntimeError, ValueError) as e:
+            self.ctx.seq_rm(slot.seq_id, -1, -1)
+            self._finish(slot, error=PyollamaError(f"an error was encountered while running the model: {e}"))
+            return
+        # KV positions with no token id (image embeddings, and what follows them) are marked -1, so
+        # only the text before the first image can ever match a later prompt's prefix.
+        prefix = list(task.media.tokens(0))
+        slot.cache = prefix + [-1] * (n_past - len(prefix))
+        task.i_prompt = len(task.prompt)
+        task.n_evaluated = int(task.media.n_tokens)
+        tok = sample_many(self.ctx, [task.sampler], [-1])[0]
+        task.t_prompt_done = time.perf_counter()
+        slot.state = SlotState.GENERATING
+        self._on_token(slot, tok)
 
     def _step(self) -> None:
         assert self.ctx is not None

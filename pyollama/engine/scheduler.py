@@ -125,6 +125,7 @@ class Scheduler:
         assert record.model_path is not None
         cfg = self.config
         embedding = "embedding" in record.capabilities() and "completion" not in record.capabilities()
+        projector = str(record.projector_paths[0]) if record.projector_paths and not embedding else None
         # Loading happens with the lock released so other models keep serving.
         self._loading.add(record.digest)
         self._cond.release()
@@ -139,6 +140,7 @@ class Scheduler:
                 embedding_only=embedding,
                 n_threads=cfg.num_threads,
                 adapters=[str(p) for p in record.adapter_paths],
+                projector=projector,
             )
         finally:
             self._cond.acquire()
@@ -232,6 +234,19 @@ class Scheduler:
                 )
         out.sort(key=lambda m: m.expires_at, reverse=True)
         return out
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a runner (a load, a free model slot) plus completions waiting in
+        runners for a free sequence (read-only; for metrics)."""
+        with self._cond:
+            return self._waiting + sum(entry.runner.n_queued for entry in self._entries.values())
+
+    @property
+    def active_sequences(self) -> int:
+        """Sequences evaluating a prompt or generating, over every loaded runner (read-only)."""
+        with self._cond:
+            return sum(entry.runner.n_active for entry in self._entries.values())
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

@@ -44,6 +44,7 @@ class Task:
     sampler: Any
     detok: StreamDetokenizer
     num_predict: int
+    media: Any = None            # MtmdChunks for a prompt with images (evaluated by the projector)
     out: queue.Queue[Any] = field(default_factory=queue.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     # progress, written by the decode thread

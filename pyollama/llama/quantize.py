@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pyollama._native as _native
@@ -11,9 +12,23 @@ from pyollama.llama.system import init_backends
 QUANTIZE_TYPES: tuple[str, ...] = tuple(_native.quantize_types())
 
 
+def partial_path(dst: str | os.PathLike[str]) -> str:
+    """Where `quantize` writes before renaming to `dst` (poll its size for progress)."""
+    return f"{os.fspath(dst)}.partial"
+
+
 def quantize(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], type_name: str, *, n_threads: int = 0
 ) -> None:
     """Write `src` quantized to `type_name` (e.g. "Q4_K_M") at `dst`. ValueError for an unknown type."""
     init_backends()
-    _native.quantize(os.fspath(src), os.fspath(dst), type_name, n_threads=n_threads)
+    dst = os.fspath(dst)
+    # llama.cpp writes in place: a failure would leave a partial file (or clobber `dst`),
+    # so write next to it and rename only on success.
+    tmp = partial_path(dst)
+    try:
+        _native.quantize(os.fspath(src), tmp, type_name, n_threads=n_threads)
+        os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

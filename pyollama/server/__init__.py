@@ -5,8 +5,11 @@ globals. The scheduler (and with it the native llama.cpp module) is created on
 first use, so an app that only lists or copies models never loads `_native`.
 
 Request hooks, in Ollama's order: API keys (pyollama's own, off unless
-PYOLLAMA_API_KEYS is set), CORS (gin-contrib/cors as Ollama configures it),
-then the Host-header guard for loopback listeners (DNS-rebinding defence).
+PYOLLAMA_API_KEYS or PYOLLAMA_API_KEYS_FILE is set: auth.py), CORS
+(gin-contrib/cors as Ollama configures it), then the Host-header guard for
+loopback listeners (DNS-rebinding defence). Around the app, a WSGI middleware
+writes one log line per request and times it (access_log.py); `GET /metrics`
+serves Prometheus metrics from a registry of the app's own (metrics.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, current_app, request
 
 from pyollama.config import Config
-from pyollama.server.errors import error_response, register_error_handlers
+from pyollama.server.errors import register_error_handlers
 from pyollama.store.manifests import Store
 
 if TYPE_CHECKING:
@@ -163,11 +166,6 @@ def get_state() -> ServerState:
 
 def _cors_and_guards() -> Response | None:
     state = get_state()
-    if state.config.api_keys and request.path != "/":
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:] if auth.lower().startswith("bearer ") else ""
-        if token not in state.config.api_keys and request.method != "OPTIONS":
-            return error_response("unauthorized", 401)
     origin = request.headers.get("Origin")
     host = request.host
     if origin and origin not in (f"http://{host}", f"https://{host}"):
@@ -211,13 +209,16 @@ def _cors_headers(response: Response) -> Response:
 def create_app(config: Config | None = None, *, scheduler: Any = None, store: Store | None = None) -> Flask:
     """Build the WSGI app. Without arguments the configuration comes from the environment
     (so `gunicorn -k gthread -w 1 'pyollama.server:create_app()'` works)."""
-    from pyollama.server.routes import blobs, chat, create, embed, generate, models, system, transfer
+    from pyollama.server.access_log import RequestLog
+    from pyollama.server.auth import install_api_keys
+    from pyollama.server.metrics import install_metrics
+    from pyollama.server.routes import blobs, chat, create, embed, generate, models, openai, system, transfer
 
     config = config or Config.from_env()
     app = Flask("pyollama", static_folder=None)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["pyollama"] = ServerState(
+    state = ServerState(
         config=config,
         store=store or Store(config.models),
         origins=allowed_origins(config),
@@ -225,11 +226,15 @@ def create_app(config: Config | None = None, *, scheduler: Any = None, store: St
         local_addresses=_local_addresses(),
         _scheduler=scheduler,
     )
+    app.extensions["pyollama"] = state
+    install_api_keys(app, config)  # first: an unauthenticated request goes no further
     app.before_request(_cors_and_guards)
     app.after_request(_cors_headers)
     register_error_handlers(app)
-    for module in (system, models, blobs, create, generate, chat, embed, transfer):
+    for module in (system, models, blobs, create, generate, chat, embed, transfer, openai):
         app.register_blueprint(module.bp)
+    metrics = install_metrics(app, state.started_scheduler)
+    app.wsgi_app = RequestLog(app.wsgi_app, metrics, debug=config.debug > 0)  # type: ignore[method-assign]
     return app
 
 

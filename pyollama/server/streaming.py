@@ -29,6 +29,7 @@ from flask import Response
 
 from pyollama.errors import PyollamaError
 from pyollama.server.errors import error_response
+from pyollama.server.metrics import CompletionTimer, completion_timer
 
 if TYPE_CHECKING:
     from pyollama.engine.runner import ChatPrompt, CompletionRequest, Runner
@@ -426,17 +427,31 @@ class JsonToolReply:
 def stream_completion(runner: Runner, request: CompletionRequest, parser: ReplyParser) -> Iterator[Delta]:
     """Run one completion, yielding reply deltas and, last, a Delta carrying the result.
 
-    Closing the generator before the end (client gone) cancels the completion.
+    Closing the generator before the end (client gone) cancels the completion. The running
+    request's metrics (time to first token, per-token latency, token counts) are observed as it
+    goes; the timer is taken now, while the request context exists, since a stream's body is
+    iterated after it has gone.
     """
+    return _completion_deltas(runner, request, parser, completion_timer())
+
+
+def _completion_deltas(
+    runner: Runner, request: CompletionRequest, parser: ReplyParser, timer: CompletionTimer | None
+) -> Iterator[Delta]:
     completion = runner.complete(request)
     finished = False
     try:
         for chunk in completion:
+            if timer is not None:
+                timer.piece()
             delta = parser.feed(chunk.text)
             if delta:
                 yield delta
         tail = parser.finish()
         finished = True
+        if timer is not None:
+            # before the final delta goes out, so a client that has it sees counters that include it
+            timer.done(completion.result, completion.n_cached)
         if tail.content or tail.thinking:
             yield Delta(content=tail.content, thinking=tail.thinking)
         if tail.tool_calls:

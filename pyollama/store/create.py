@@ -751,6 +751,7 @@ class _CreateJob:
     def _quantize(self, item: _Planned, current: str, want: str) -> Generator[dict[str, Any], None, _Planned]:
         """Quantize a model layer on a worker thread, reporting the output's growth meanwhile."""
         from pyollama.llama import quantize
+        from pyollama.llama.quantize import partial_path
 
         src = self.store.blobs.path(item.layer.digest)
         out = self._work() / f"quantized-{want}.gguf"
@@ -769,7 +770,7 @@ class _CreateJob:
         try:
             while thread.is_alive():
                 thread.join(_PROGRESS_INTERVAL)
-                done = out.stat().st_size if out.exists() else 0
+                done = max((p.stat().st_size for p in (out, Path(partial_path(out))) if p.exists()), default=0)
                 yield _progress(status, digest=PROGRESS_DIGEST, total=total, completed=min(done, total))
         finally:
             # llama_model_quantize cannot be interrupted: wait so the work dir can be removed.

@@ -151,6 +151,9 @@ class ModelRecord:
                 add("tools")
             if "<think>" in chat and "</think>" in chat:
                 add("thinking")
+        if self.template is None and info is not None and _has_fim_tokens(info):
+            # no Go template to say otherwise: the engine fills in the middle with the GGUF's FIM tokens
+            add("insert")
         if self.projector_paths:
             add("vision")
             if any(p.metadata.get("clip.has_audio_encoder") for p in self.projector_infos()):
@@ -163,6 +166,15 @@ class ModelRecord:
                 if isinstance(cap, str):
                     add(cap)
         return caps
+
+
+def _has_fim_tokens(info: GGUFInfo) -> bool:
+    """Prefix, suffix and middle token ids in the GGUF (current keys, or CodeLlama's older ones)."""
+    meta = info.metadata
+    return all(
+        any(isinstance(meta.get(f"tokenizer.ggml.{key}_token_id"), int) for key in keys)
+        for keys in (("fim_pre", "prefix"), ("fim_suf", "suffix"), ("fim_mid", "middle"))
+    )
 
 
 def _read_layer(store: Store, digest: str, name: ModelName) -> bytes:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, request
 
+from pyollama.engine.tool_grammar import tool_call_grammar
 from pyollama.errors import BadRequestError
-from pyollama.server import get_state
+from pyollama.server import ServerState, get_state
 from pyollama.server.errors import json_response
 from pyollama.server.requests import ChatRequest, check_top_logprobs, parse_format, read_json
 from pyollama.server.routes.generate import (
+    InferenceRun,
     acquire_runner,
     build_options,
     completion_request,
@@ -23,7 +26,7 @@ from pyollama.server.routes.generate import (
     resolve_think,
     unload_model,
 )
-from pyollama.server.streaming import Delta, metrics, ndjson_response, now_utc, stream_completion
+from pyollama.server.streaming import Delta, metrics, now_utc, stream_completion
 from pyollama.store.model import ModelRecord
 from pyollama.store.names import ModelName
 
@@ -87,8 +90,14 @@ def _aggregate(events: Iterator[dict[str, Any]], with_tools: bool) -> dict[str, 
 @bp.post("/api/chat")
 def chat() -> Response:
     started = time.perf_counter_ns()
-    state = get_state()
     req = ChatRequest.from_json(read_json(request))
+    run = start_chat(get_state(), req, started)
+    return run if isinstance(run, Response) else run.respond(req.stream)
+
+
+def start_chat(state: ServerState, req: ChatRequest, started: int) -> InferenceRun | Response:
+    """Everything /api/chat does after decoding its body: the checks, the load and the completion
+    under way; or the answer itself for a load, an unload or `_debug_render_only`."""
     check_top_logprobs(req.top_logprobs)
     if req.model == "":
         raise BadRequestError("model is required")
@@ -138,16 +147,16 @@ def chat() -> Response:
             images=rendered.images,
             chat=rendered.chat,
         )
+        if req.tools and rendered.go_template is not None and not (fmt.json_mode or fmt.schema is not None):
+            # Go templates come with no tool-call grammar: constrain calls once the model starts one.
+            constrained = tool_call_grammar(req.tools)
+            if constrained is not None:
+                creq.grammar, creq.grammar_lazy = constrained.grammar, True
+                creq.grammar_triggers = constrained.triggers
         parser = reply_parser(rendered, req.tools, think)
         events = _events(req.model, stream_completion(lease.runner, creq, parser), started, lease.load_ns)
     except BaseException:
         lease.release()
         raise
-    if req.stream:
-        return ndjson_response(events, on_close=[lease.release])
-    try:
-        return json_response(_aggregate(events, bool(req.tools)))
-    finally:
-        events.close()  # type: ignore[attr-defined]
-        lease.release()
+    return InferenceRun(events, lease.release, functools.partial(_aggregate, with_tools=bool(req.tools)))
 

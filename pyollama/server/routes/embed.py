@@ -9,8 +9,9 @@ import numpy as np
 from flask import Blueprint, Response, request
 
 from pyollama.errors import BadRequestError, NotFoundError
-from pyollama.server import get_state
+from pyollama.server import ServerState, get_state
 from pyollama.server.errors import json_response
+from pyollama.server.metrics import note_prompt_tokens
 from pyollama.server.requests import EmbeddingsRequest, EmbedRequest, read_json
 from pyollama.server.routes.generate import acquire_runner, build_options, find_model
 from pyollama.store.names import ModelName
@@ -37,8 +38,12 @@ def normalize(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
 @bp.post("/api/embed")
 def embed() -> Response:
     started = time.perf_counter_ns()
-    state = get_state()
     req = EmbedRequest.from_json(read_json(request))
+    return json_response(embed_body(get_state(), req, started))
+
+
+def embed_body(state: ServerState, req: EmbedRequest, started: int) -> dict[str, Any]:
+    """/api/embed's answer for a decoded request (shared with the OpenAI layer)."""
     inputs = req.inputs()
     if req.model == "":
         raise NotFoundError("model '' not found")
@@ -48,10 +53,11 @@ def embed() -> Response:
     lease = acquire_runner(state, record, runner_options, req.keep_alive, started)
     try:
         if not inputs:
-            return json_response({"model": req.model, "embeddings": []})
+            return {"model": req.model, "embeddings": []}
         result = lease.runner.embed(inputs, truncate=req.truncate)
     finally:
         lease.release()
+    note_prompt_tokens(result.prompt_eval_count)
     body: dict[str, Any] = {"model": req.model, "embeddings": normalize(result.embeddings, req.dimensions)}
     timings = {
         "total_duration": time.perf_counter_ns() - started,
@@ -59,7 +65,7 @@ def embed() -> Response:
         "prompt_eval_count": result.prompt_eval_count,
     }
     body.update({key: value for key, value in timings.items() if value})
-    return json_response(body)
+    return body
 
 
 @bp.post("/api/embeddings")
@@ -79,5 +85,6 @@ def embeddings() -> Response:
         result = lease.runner.embed([req.prompt])
     finally:
         lease.release()
+    note_prompt_tokens(result.prompt_eval_count)
     # The legacy endpoint returns the runner's vector as it is, not normalised.
     return json_response({"embedding": [float(x) for x in result.embeddings[0]]})

@@ -24,6 +24,7 @@ from pyollama.engine.options import PredictOptions, RunnerOptions, parse_options
 from pyollama.errors import BadRequestError, NotFoundError
 from pyollama.server import ServerState, get_state
 from pyollama.server.errors import json_response
+from pyollama.server.metrics import note_model
 from pyollama.server.requests import (
     Format,
     GenerateRequest,
@@ -60,6 +61,7 @@ bp = Blueprint("generate", __name__)
 
 
 def find_model(state: ServerState, name: ModelName, not_found: str) -> ModelRecord:
+    note_model(name.display)
     found = state.store.resolve(name)
     if found is None:
         raise NotFoundError(not_found)
@@ -130,6 +132,29 @@ def _images(messages: list[dict[str, Any]]) -> list[bytes]:
     return [image for m in messages for image in m.get("images") or []]
 
 
+def _tag_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama's `[img-N]` tags for the images of each message, numbered as `_images` lists them:
+    in place of `[img]` in the content, else in front of it (as chatPrompt does for Go templates),
+    so the engine knows where each image goes in a prompt rendered by the Jinja template."""
+    tagged = []
+    n = 0
+    for message in messages:
+        images = message.get("images") or []
+        if not images:
+            tagged.append(message)
+            continue
+        content, prefix = message.get("content") or "", ""
+        for _ in images:
+            tag = f"[img-{n}]"
+            n += 1
+            if "[img]" in content:
+                content = content.replace("[img]", tag, 1)
+            else:
+                prefix += tag
+        tagged.append({**message, "content": prefix + content})
+    return tagged
+
+
 def _truncation(runner: Runner, record: ModelRecord, truncate: bool) -> Truncation | None:
     from pyollama.templates.prompt import Truncation
 
@@ -146,10 +171,11 @@ def _truncation(runner: Runner, record: ModelRecord, truncate: bool) -> Truncati
 def _render_jinja(
     runner: Runner, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, think: bool | str | None
 ) -> RenderedPrompt:
+    tagged = _tag_images(messages)
     if runner.has_chat_template:
-        chat = runner.chat_prompt(messages, tools=tools or None, think=None if think is None else bool(think))
+        chat = runner.chat_prompt(tagged, tools=tools or None, think=None if think is None else bool(think))
         return RenderedPrompt(prompt=chat.prompt, images=_images(messages), chat=chat)
-    return RenderedPrompt(prompt=_plain_prompt(messages), images=_images(messages))
+    return RenderedPrompt(prompt=_plain_prompt(tagged), images=_images(messages))
 
 
 def render_conversation(
@@ -245,6 +271,31 @@ def completion_request(
     return req
 
 
+@dataclass
+class InferenceRun:
+    """A generate or chat request under way, shared by the Ollama routes and the OpenAI layer:
+    Ollama's response objects (text chunks, then the final one with `done` and the metrics) and
+    what gives the runner back. Whoever takes it either streams `events` (releasing on close) or
+    calls `collect`."""
+
+    events: Iterator[dict[str, Any]]
+    release: Callable[[], None]
+    aggregate: Callable[[Iterator[dict[str, Any]]], dict[str, Any]]
+
+    def collect(self) -> dict[str, Any]:
+        """The whole reply as one object: the final chunk with every piece joined (stream:false)."""
+        try:
+            return self.aggregate(self.events)
+        finally:
+            self.events.close()  # type: ignore[attr-defined]
+            self.release()
+
+    def respond(self, stream: bool) -> Response:
+        if stream:
+            return ndjson_response(self.events, on_close=[self.release])
+        return json_response(self.collect())
+
+
 # -- the handler ------------------------------------------------------------------------------
 
 
@@ -315,8 +366,14 @@ def done_response(model: str, reason: str, chat: bool) -> Response:
 @bp.post("/api/generate")
 def generate() -> Response:
     started = time.perf_counter_ns()
-    state = get_state()
     req = GenerateRequest.from_json(read_json(request))
+    run = start_generate(get_state(), req, started)
+    return run if isinstance(run, Response) else run.respond(req.stream)
+
+
+def start_generate(state: ServerState, req: GenerateRequest, started: int) -> InferenceRun | Response:
+    """Everything /api/generate does after decoding its body: the checks, the load and the
+    completion under way; or the answer itself for a load, an unload or `_debug_render_only`."""
     check_top_logprobs(req.top_logprobs)
     if req.model == "":
         raise NotFoundError("model '' not found")
@@ -365,13 +422,7 @@ def generate() -> Response:
     except BaseException:
         lease.release()
         raise
-    if req.stream:
-        return ndjson_response(events, on_close=[lease.release])
-    try:
-        return json_response(_aggregate(events))
-    finally:
-        events.close()  # type: ignore[attr-defined]
-        lease.release()
+    return InferenceRun(events, lease.release, _aggregate)
 
 
 def _generate_prompt(

@@ -1,0 +1,94 @@
+"""Helpers for the backend tests: RPC workers as real `pyollama rpc-server` processes, and a
+runner for tests/gpu/greedy.py in a child interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GREEDY = Path(__file__).with_name("greedy.py")
+# Children run outside the source tree: a non-editable build (a Vulkan venv) would otherwise
+# import the uncompiled pyollama/ of the checkout instead of its own.
+NEUTRAL_CWD = tempfile.gettempdir()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The test's environment, with the source tree importable the way the test process sees it."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class RpcWorker:
+    """One `pyollama rpc-server` process on 127.0.0.1; restartable on the same port."""
+
+    port: int
+    log_path: Path
+    python: str = sys.executable
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        from pyollama.llama.rpc import RpcError, probe
+
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [self.python, "-m", "pyollama", "rpc-server", "--port", str(self.port), "--threads", "1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+            cwd=NEUTRAL_CWD,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rpc-server exited with {self.proc.returncode}: {self.log_path.read_text()}")
+            try:
+                probe(self.endpoint, timeout=2.0)
+                return
+            except RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+def run_greedy(model: Path, *args: str, python: str = sys.executable, timeout: float = 300.0,
+               env: dict[str, str] | None = None) -> dict[str, Any]:
+    """tests/gpu/greedy.py in a child interpreter; its JSON result (fails the test on a crash)."""
+    proc = subprocess.run(
+        [python, str(GREEDY), str(model), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or child_env(),
+        cwd=NEUTRAL_CWD,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"greedy.py exited with {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
