@@ -14,7 +14,7 @@ import time
 
 from peers import llama_bench, median, model_path
 
-from pyollama.llama import Batch, Context, Model, SamplerChain
+from pyollama.llama import Batch, Context, Model, SamplerSettings
 
 
 def pyollama_pp(model: Model, ctx: Context, n_prompt: int) -> float:
@@ -32,14 +32,14 @@ def pyollama_pp(model: Model, ctx: Context, n_prompt: int) -> float:
 def pyollama_tg(model: Model, ctx: Context, n_gen: int) -> float:
     """Greedy generation: decode one token, sample the argmax, feed it back."""
     ctx.memory_clear()
-    chain = SamplerChain()
-    chain.add_greedy()
+    sampler = SamplerSettings(temperature=0.0).build(model)  # the engine's sampler (argmax fast path)
     batch = Batch(1)
     batch.add(model.token_bos or 1, 0, 0, True)
     ctx.decode(batch)
     t0 = time.perf_counter()
     for pos in range(1, n_gen + 1):
-        tok = chain.sample(ctx, -1)
+        tok = sampler.sample(ctx, -1)
+        sampler.accept(tok)
         batch.clear()
         batch.add(tok, pos, 0, True)
         ctx.decode(batch)

@@ -1,6 +1,6 @@
 """Issue 7: pull throughput of `pull_model` from a loopback registry against plain `curl`, in one run.
 
-    python bench/bench_pull.py [--rounds 3] [--models gemma3,smollm2] [--out FILE]
+    python bench/bench_pull.py [--rounds 3] [--models gemma3,smollm2] [--modes default,single] [--out FILE]
 
 Starts Debian's `docker-registry` (`.ci/install-registry.sh`) on a loopback port with a temporary
 storage dir (tests/e2e/registry/registry_support.py), imports the bundled gemma3 270M (~253 MB)
@@ -8,7 +8,10 @@ and SmolLM2 135M (~98 MB) GGUFs into a scratch store and pushes each once. Then,
 model, in a rotating order:
 - pyollama: `pull_model` into a fresh store, end to end (manifest, blob download, sha256
   verification, fsync, rename, manifest write), with the default `TransferOptions` (layers over
-  `part_threshold` fetched as parallel byte ranges) and with ranges disabled (one stream);
+  `part_threshold` split into byte ranges, fetched by one connection that more join only while
+  each is slower than `fast_connection_rate`), with ranges disabled (one GET per blob), and,
+  with `--modes` naming `forced`, with connections added every `ramp_interval` regardless of
+  their speed (up to `max_connections`, as on a per-connection-limited CDN);
 - curl: one `curl` process fetching the manifest and the same blobs sequentially over one
   connection (anonymous, as pyollama pulls) into files on the same disk; then `sha256sum` of
   those files, timed separately, so the table has curl alone and curl + sha256sum.
@@ -55,7 +58,7 @@ MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, applica
 # local bundled name -> repository:tag it is pushed to and pulled from
 MODELS = {"gemma3": ("gemma3:270m", "library/gemma3", "270m"),
           "smollm2": ("smollm2:135m", "library/smollm2", "135m")}
-MODES = ("parallel", "single")
+MODES = ("default", "single", "forced")
 
 
 @dataclass
@@ -90,8 +93,11 @@ class Samples:
 
 
 def options(mode: str) -> TransferOptions:
-    if mode == "parallel":
+    if mode == "default":
         return TransferOptions()
+    if mode == "forced":
+        # No connection counts as fast: they double every ramp_interval up to max_connections.
+        return dataclasses.replace(TransferOptions(), fast_connection_rate=float("inf"))
     # A threshold no layer reaches: every blob is one GET of the whole body.
     return dataclasses.replace(TransferOptions(), part_threshold=1 << 62)
 
@@ -173,7 +179,7 @@ def median_cpu(samples: list[Sample]) -> float:
     return statistics.median(s.cpu for s in samples)
 
 
-def table(targets: list[Target], results: dict[str, Samples]) -> str:
+def table(targets: list[Target], results: dict[str, Samples], modes: list[str]) -> str:
     rows = [("| model | bytes (all blobs) | pyollama ranges | pyollama MB/s | curl MB/s | curl+sha256sum MB/s "
              "| pyollama / curl | pyollama / curl+sha256sum | pyollama s: download · verify+commit "
              "| client CPU s: pyollama · curl+sha256sum |"),
@@ -185,11 +191,15 @@ def table(targets: list[Target], results: dict[str, Samples]) -> str:
         curl_sha_s = statistics.median(c.seconds + s.seconds for c, s in zip(res.curl, res.sha, strict=True))
         curl_cpu = statistics.median(c.cpu + s.cpu for c, s in zip(res.curl, res.sha, strict=True))
         parts = math_parts(target.big, TransferOptions())
-        for mode in MODES:
+        conns = TransferOptions().max_connections
+        labels = {"default": f"default ({parts} ranges, 1-{conns} conns by speed)",
+                  "single": "disabled (1 GET per blob)",
+                  "forced": f"{parts} ranges, conns doubled to {conns}"}
+        for mode in modes:
             pyo_s = median_s(res.pyollama[mode])
             down_s = statistics.median(x.download for x in res.pyollama[mode])
             rest_s = statistics.median(x.seconds - x.download for x in res.pyollama[mode])
-            ranges = f"default ({parts} ranges)" if mode == "parallel" else "disabled (1 stream)"
+            ranges = labels[mode]
             rows.append(
                 f"| {target.label} | {target.total:,} | {ranges} | {mb / pyo_s:.0f} | {mb / curl_s:.0f} "
                 f"| {mb / curl_sha_s:.0f} | {curl_s / pyo_s:.2f}x | {curl_sha_s / pyo_s:.2f}x "
@@ -207,11 +217,11 @@ def math_parts(size: int, opts: TransferOptions) -> int:
     return -(-size // part)
 
 
-def raw_lines(targets: list[Target], results: dict[str, Samples]) -> str:
+def raw_lines(targets: list[Target], results: dict[str, Samples], modes: list[str]) -> str:
     out = []
     for target in targets:
         res = results[target.label]
-        for mode in MODES:
+        for mode in modes:
             out.append(f"- {target.label} pyollama {mode}: "
                        + ", ".join(f"{s.seconds:.3f}s" for s in res.pyollama[mode]))
         out.append(f"- {target.label} curl: " + ", ".join(f"{s.seconds:.3f}s" for s in res.curl)
@@ -223,14 +233,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--models", default="gemma3,smollm2", help="comma-separated: gemma3, smollm2")
+    parser.add_argument("--modes", default="default,single", help=f"comma-separated pyollama modes: {', '.join(MODES)}")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="scratch directory (default: a new temp dir); the registry storage and pulls go here")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
     args = parser.parse_args()
     labels = [label.strip() for label in args.models.split(",") if label.strip()]
-    unknown = [label for label in labels if label not in MODELS]
-    if unknown or not labels or args.rounds < 1:
-        parser.error(f"--models takes {', '.join(MODELS)}; --rounds must be >= 1")
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    unknown = [label for label in labels if label not in MODELS] + [mode for mode in modes if mode not in MODES]
+    if unknown or not labels or not modes or args.rounds < 1:
+        parser.error(f"--models takes {', '.join(MODELS)}; --modes takes {', '.join(MODES)}; --rounds must be >= 1")
     if shutil.which("curl") is None or shutil.which("sha256sum") is None:
         raise SystemExit("curl and sha256sum are needed")
 
@@ -244,7 +256,7 @@ def main() -> None:
         print(f"staged and pushed {', '.join(t.name.display for t in targets)} "
               f"in {time.perf_counter() - started:.1f}s", file=sys.stderr)
         results = {t.label: Samples() for t in targets}
-        kinds = ["curl", *MODES]
+        kinds = ["curl", *modes]
         for rnd in range(args.rounds):
             # Rotate the order so drift (cache, writeback, thermal) does not favour one client.
             order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
@@ -268,7 +280,7 @@ def main() -> None:
     report = "\n".join([
         f"### Pull throughput from a loopback docker-registry, median of {args.rounds} rounds",
         "",
-        table(targets, results),
+        table(targets, results, modes),
         "",
         f"Command: `{command}` (total {time.perf_counter() - started:.0f}s)  ",
         (f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {curl_version}, "
@@ -278,7 +290,7 @@ def main() -> None:
          "sha256sum of those files timed separately. Ratios > 1 mean pyollama is faster."),
         "",
         "Per-round seconds:",
-        raw_lines(targets, results),
+        raw_lines(targets, results, modes),
     ])
     print(report)
     if args.out is not None:

@@ -243,23 +243,11 @@ class Runner:
             self.n_batch = self.ctx.n_batch
             self.slots = [Slot(seq_id=i) for i in range(self.num_parallel)]
             self._batch = Batch(self.n_batch, 1)
-            self._warm_up()
             self._thread = threading.Thread(target=self._decode_loop, name="pyollama-decode", daemon=True)
             self._thread.start()
         else:
             self.slots = []
         self.load_duration_ns = int((time.perf_counter() - t0) * 1e9)
-
-    def _warm_up(self) -> None:
-        """One tiny decode at load (as llama-server does), so the first request does not pay for
-        graph allocation and weight paging."""
-        assert self.ctx is not None
-        bos = self.model.token_bos if self.model.token_bos is not None else 0
-        self._batch.clear()
-        self._batch.add(bos, 0, 0, True)
-        self.ctx.decode(self._batch)
-        self._batch.clear()
-        self.ctx.memory_clear(True)
 
     # ---- public API (any thread) ----
 

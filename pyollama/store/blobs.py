@@ -146,10 +146,20 @@ class BlobStore:
             return self.write(read_chunks(f), expected=digest)
 
     def commit_partial(self, digest: str) -> None:
-        """Verify a finished `-partial` download and rename it into place."""
+        """Verify a finished `-partial` download (reading it again) and rename it into place."""
+        canonical = parse_digest(digest)
+        actual, _ = hash_file(self.partial_path(canonical))
+        self.commit_hashed_partial(canonical, actual)
+
+    def commit_hashed_partial(self, digest: str, actual: str, *, sync_dir: bool = True) -> None:
+        """Rename a finished `-partial` download into place, given `actual`: the
+        `sha256:<hex>` the caller computed over exactly the partial's bytes while writing them,
+        so the file is not read a second time. A mismatch deletes the partial.
+
+        `sync_dir=False` leaves the rename's durability to the caller, which commits several
+        blobs and then calls `fsync_dir(self.dir)` once (before anything refers to them)."""
         canonical = parse_digest(digest)
         partial = self.partial_path(canonical)
-        actual, _ = hash_file(partial)
         if actual != canonical:
             partial.unlink(missing_ok=True)
             raise DigestMismatchError("digest mismatch, file must be downloaded again")
@@ -157,7 +167,8 @@ class BlobStore:
             os.fsync(f.fileno())
         os.chmod(partial, 0o644)
         os.replace(partial, self.path(canonical))
-        fsync_dir(self.dir)
+        if sync_dir:
+            fsync_dir(self.dir)
 
     def remove(self, digest: str) -> None:
         """Delete a blob; a missing blob is not an error (Ollama only logs it)."""
