@@ -1,10 +1,11 @@
 """Stubs for pyollama._native (generated with pybind11-stubgen, return types refined by hand)."""
 
-from __future__ import annotations
 import collections.abc
+import typing
+
 import numpy
 import numpy.typing
-import typing
+
 __all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'backend_init', 'backends', 'devices', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'sample_many', 'set_log_level', 'time_us']
 class Model:
     def __init__(self, path: str, n_gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0, use_mmap: bool = True, use_mlock: bool = False, vocab_only: bool = False, main_gpu: typing.SupportsInt | typing.SupportsIndex = 0, progress: typing.Any = None, check_tensors: bool = False) -> None:

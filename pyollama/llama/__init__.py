@@ -16,13 +16,13 @@ from pyollama.llama.sampler import Sampler, SamplerChain, SamplerSettings, json_
 from pyollama.llama.system import init_backends, system_info
 
 __all__ = [
+    "QUANTIZE_TYPES",
     "Batch",
     "ChatParams",
     "ChatTemplates",
     "Context",
     "LoraAdapter",
     "Model",
-    "QUANTIZE_TYPES",
     "Sampler",
     "SamplerChain",
     "SamplerSettings",

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-import pyollama._native as _native
+from pyollama import _native
 
 Batch = _native.Batch

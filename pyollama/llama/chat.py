@@ -10,7 +10,7 @@ from __future__ import annotations
 import jinja2
 import jinja2.sandbox
 
-import pyollama._native as _native
+from pyollama import _native
 
 ChatParams = _native.ChatParams
 
@@ -42,14 +42,14 @@ def check_template_terminates(template: str) -> None:
     env.globals.update(raise_exception=lambda *_: "", strftime_now=lambda *_: "")
     try:
         compiled = env.from_string(template)
-    except Exception:
+    except Exception:  # noqa: BLE001 - llama.cpp's parser reports syntax errors in its own dialect
         return
     for probe in _PROBES:
         try:
             compiled.render(add_generation_prompt=True, bos_token="", eos_token="", **probe)
         except RecursionError:
             raise ValueError("invalid chat template: it recurses without end") from None
-        except Exception:
+        except Exception:  # noqa: BLE001, S112 - only recursion matters here
             continue
 
 

@@ -6,6 +6,6 @@ still, a context is meant to be driven by one thread (the engine's decode thread
 
 from __future__ import annotations
 
-import pyollama._native as _native
+from pyollama import _native
 
 Context = _native.Context

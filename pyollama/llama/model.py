@@ -7,9 +7,9 @@ its arguments before reaching C (bad token ids raise IndexError).
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
-import pyollama._native as _native
+from pyollama import _native
 from pyollama.llama.system import init_backends
 
 LoraAdapter = _native.LoraAdapter

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-import pyollama._native as _native
+from pyollama import _native
 from pyollama.llama.system import init_backends
 
 # Ollama's accepted names (upper-cased); q4_K and q5_K mean their _M variants.

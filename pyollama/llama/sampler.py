@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyollama._native as _native
+from pyollama import _native
 
 SamplerChain = _native.SamplerChain
 Sampler = _native.CommonSampler

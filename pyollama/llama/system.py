@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pyollama._native as _native
+from pyollama import _native
 
 _PACKAGE_DIR = str(Path(_native.__file__).resolve().parent)
 
