@@ -20,6 +20,7 @@ from typing import Any
 import gguf
 import numpy as np
 
+from pyollama.store.blobs import fsync_dir
 from pyollama.store.convert.errors import ConvertError
 from pyollama.store.convert.safetensors import SafetensorsModel
 from pyollama.store.convert.tokenizer import Vocab, read_json_list, read_json_object
@@ -263,7 +264,7 @@ def write_gguf(
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(out_path.parent)
+    fsync_dir(out_path.parent)
 
     template = plan.vocab.chat_template
     if isinstance(template, list):
@@ -279,20 +280,6 @@ def write_gguf(
         tokenizer_model=plan.vocab.model,
         chat_template=template,
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename durable; some filesystems refuse fsync on directories, which is harmless."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def sentence_transformers_pooling(src_dir: Path) -> gguf.PoolingType | None:
