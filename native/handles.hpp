@@ -5,6 +5,7 @@
 
 #include "llama.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,11 @@ struct LoraHandle {
 using ModelPtr = std::shared_ptr<ModelHandle>;
 
 void ensure_backend(const std::string & backend_dir);
+
+// A tap on llama.cpp's log for the calling thread only (quantize reads its per-tensor lines for
+// progress); set to nullptr to remove. The tap runs inside llama.cpp's call, without the GIL.
+using LogTap = std::function<void(ggml_log_level level, const char * text)>;
+void set_thread_log_tap(const LogTap * tap);
 
 inline void check_token(const ModelHandle & m, int64_t token) {
     if (token < 0 || token >= m.n_vocab) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cctype>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -44,7 +45,7 @@ void bind_quantize(py::module_ & m) {
         return out;
     });
     m.def("quantize", [](const std::string & src, const std::string & dst, const std::string & type, int32_t n_threads,
-                         bool allow_requantize, bool pure) {
+                         bool allow_requantize, bool pure, py::object progress) {
         ensure_backend("");
         if (n_threads < 0 || n_threads > 512) raise_value("n_threads must be in [0, 512]");
         {
@@ -59,15 +60,35 @@ void bind_quantize(py::module_ & m) {
         p.nthread = n_threads;
         p.allow_requantize = allow_requantize;
         p.pure = pure;
+        if (!progress.is_none() && !PyCallable_Check(progress.ptr())) throw py::type_error("progress must be callable or None");
+        // llama_model_quantize reports nothing but its log: one "[   i/   n] name ..." line per
+        // tensor, written on this thread. The tap turns those lines into progress(i, n) calls.
+        std::unique_ptr<py::error_already_set> callback_error;
+        LogTap tap = [&](ggml_log_level level, const char * text) {
+            int done = 0, total = 0;
+            if (level != GGML_LOG_LEVEL_INFO || callback_error || std::sscanf(text, "[%d/%d]", &done, &total) != 2) {
+                return;
+            }
+            py::gil_scoped_acquire gil;
+            try {
+                progress(done, total);
+            } catch (py::error_already_set & e) {
+                callback_error = std::make_unique<py::error_already_set>(std::move(e));
+            }
+        };
         uint32_t rc;
         {
             py::gil_scoped_release release;
+            if (!progress.is_none()) set_thread_log_tap(&tap);
             // llama_model_quantize: 0 on success.
             rc = llama_model_quantize(src.c_str(), dst.c_str(), &p);
+            set_thread_log_tap(nullptr);
         }
+        if (callback_error) throw std::move(*callback_error);
         if (rc != 0) raise_runtime("quantization of " + src + " to " + type + " failed");
     }, py::arg("src"), py::arg("dst"), py::arg("type"), py::arg("n_threads") = 0, py::arg("allow_requantize") = false,
-       py::arg("pure") = false, "llama_model_quantize (GIL released); type like Q4_K_M, Q8_0, F16");
+       py::arg("pure") = false, py::arg("progress") = py::none(),
+       "llama_model_quantize (GIL released); type like Q4_K_M, Q8_0, F16; progress(i, n) after each tensor");
 }
 
 }  // namespace pyollama

@@ -211,6 +211,7 @@ void bind_sampler(py::module_ & m) {
         }, py::arg("seed"), py::arg("tau") = 5.0f, py::arg("eta") = 0.1f)
         .def("add_penalties", [](ChainHandle & c, const ModelHandle & model, int32_t last_n, float repeat, float freq, float present) {
             if (last_n < -1) raise_value("last_n must be >= -1");
+            if (last_n > (1 << 20)) raise_value("last_n must be at most 1048576");
             if (!std::isfinite(repeat) || repeat <= 0.0f) raise_value("repeat penalty must be positive");
             c.add(llama_sampler_init_penalties(model.n_vocab, last_n, repeat, freq, present), "penalties");
         }, py::arg("model"), py::arg("last_n") = 64, py::arg("repeat") = 1.0f, py::arg("freq") = 0.0f, py::arg("present") = 0.0f)

@@ -1,5 +1,6 @@
 // Backend initialisation, logging and system information.
 #include "errors.hpp"
+#include "handles.hpp"
 
 #include <pybind11/stl.h>
 
@@ -18,9 +19,13 @@ namespace {
 
 std::once_flag g_backend_once;
 std::atomic<int> g_log_level{GGML_LOG_LEVEL_WARN};
+thread_local const LogTap * t_log_tap = nullptr;
 
 // Called from any llama.cpp thread: writes to stderr without touching Python.
 void log_to_stderr(ggml_log_level level, const char * text, void *) {
+    if (t_log_tap != nullptr) {
+        (*t_log_tap)(level, text);
+    }
     if (level == GGML_LOG_LEVEL_CONT || level >= g_log_level.load()) {
         if (level == GGML_LOG_LEVEL_CONT && g_log_level.load() > GGML_LOG_LEVEL_INFO) {
             return;
@@ -30,6 +35,8 @@ void log_to_stderr(ggml_log_level level, const char * text, void *) {
 }
 
 }  // namespace
+
+void set_thread_log_tap(const LogTap * tap) { t_log_tap = tap; }
 
 // llama_backend_init + ggml_backend_load_all_from_path: idempotent, safe from any thread.
 void ensure_backend(const std::string & backend_dir) {

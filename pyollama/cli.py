@@ -324,6 +324,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host is not None or args.port is not None:
         scheme, host, port = parse_host(args.host) if args.host else (config.scheme, config.host, config.port)
         config = dataclasses.replace(config, scheme=scheme, host=host, port=args.port or port)
+    if args.rpc is not None:
+        config = dataclasses.replace(config, rpc_servers=tuple(s.strip() for s in args.rpc.split(",") if s.strip()))
     logging.basicConfig(
         level=logging.DEBUG if config.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -341,6 +343,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  ", ".join(map(str, info.get("devices", []))) or "none")
     except ImportError as exc:
         log.warning("native module unavailable: %s", exc)
+    if config.rpc_servers:
+        from pyollama.llama.rpc import parse_endpoints
+
+        workers = ", ".join(map(str, parse_endpoints(config.rpc_servers)))  # a malformed address stops here
+        log.info("RPC workers: %s (each model runs in a child process; the RPC protocol has no authentication)",
+                 workers)
     app = create_app(config, store=store)
     threads = max(8, 2 * config.num_parallel)
     log.info("Listening on %s (version %s), models in %s", config.listen, __version__, config.models)
@@ -823,6 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="Start pyollama")
     p.add_argument("--host", help="address to listen on (overrides OLLAMA_HOST), e.g. 0.0.0.0 or 0.0.0.0:8080")
     p.add_argument("--port", type=int, help="port to listen on (overrides OLLAMA_HOST's port)")
+    p.add_argument("--rpc", metavar="HOST:PORT,...",
+                   help="RPC workers (pyollama rpc-server) to split models across (overrides PYOLLAMA_RPC_SERVERS)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("create", help="Create a model from a Modelfile")

@@ -241,6 +241,7 @@ class Config:
     load_timeout: float = 300.0
     num_threads: int = 0
     rpc_servers: tuple[str, ...] = ()
+    runner_process: bool = False  # each model in a child process (always so with rpc_servers)
     api_keys: tuple[str, ...] = ()
     api_keys_file: Path | None = None  # one key per line; read when the app is built (server/auth.py)
 
@@ -275,6 +276,7 @@ class Config:
             load_timeout=math.inf if load_timeout <= 0 else load_timeout,
             num_threads=_uint(env, "PYOLLAMA_NUM_THREADS", 0) or physical_cores(),
             rpc_servers=_list(env, "PYOLLAMA_RPC_SERVERS"),
+            runner_process=_bool(env, "PYOLLAMA_RUNNER_PROCESS"),
             api_keys=_list(env, "PYOLLAMA_API_KEYS"),
             api_keys_file=Path(keys_file).expanduser() if keys_file else None,
         )

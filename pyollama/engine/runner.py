@@ -11,6 +11,7 @@ the free slot sharing the longest token prefix and evaluates only the rest.
 
 from __future__ import annotations
 
+import abc
 import collections
 import json
 import logging
@@ -115,8 +116,28 @@ class ChatPrompt:
         return request
 
 
-class Completion:
+class Completion(abc.ABC):
     """The caller's handle on a request in flight: iterate for text; cancel when the client leaves."""
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[CompletionChunk]: ...
+
+    @abc.abstractmethod
+    def cancel(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def result(self) -> CompletionResult: ...
+
+    @property
+    @abc.abstractmethod
+    def n_cached(self) -> int:
+        """Prompt tokens taken from the prompt cache instead of evaluated (final once the
+        completion has ended)."""
+
+
+class TaskCompletion(Completion):
+    """A completion of this process's decode thread, read from its task's queue."""
 
     def __init__(self, task: Task, wake: threading.Event) -> None:
         self._task = task
@@ -141,8 +162,7 @@ class Completion:
 
     @property
     def n_cached(self) -> int:
-        """Prompt tokens taken from the prompt cache instead of evaluated (final once the
-        completion has ended; prompts with images never reuse a cached prefix)."""
+        # prompts with images never reuse a cached prefix
         task = self._task
         if task.media is not None:
             return 0
@@ -177,88 +197,54 @@ def _to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-class Runner:
-    """One loaded model. Thread rules: `complete`, `embed`, `tokenize` from any thread; slots and the
-    generation context only from the decode thread."""
+class RunnerBase(abc.ABC):
+    """What the scheduler and the server know of a loaded model: prompts in, text out.
 
-    def __init__(
-        self,
-        model_path: str,
-        options: RunnerOptions,
-        *,
-        num_parallel: int = 4,
-        max_queue: int = 512,
-        flash_attention: bool = False,
-        kv_cache_type: str = "f16",
-        embedding_only: bool = False,
-        n_threads: int = 0,
-        adapters: list[str] | None = None,
-        projector: str | None = None,
-    ) -> None:
-        t0 = time.perf_counter()
-        self.options = options
-        self.num_parallel = max(1, num_parallel)
-        self.max_queue = max_queue
-        self.n_ctx = options.num_ctx
-        n_gpu = options.num_gpu
-        self._n_threads = options.num_thread or n_threads
-        try:
-            self.model = Model(
-                model_path,
-                n_gpu_layers=(999 if n_gpu < 0 else n_gpu),
-                use_mmap=options.use_mmap if options.use_mmap is not None else True,
-                use_mlock=options.use_mlock,
-                main_gpu=options.main_gpu or 0,
-            )
-        except (RuntimeError, ValueError) as e:
-            raise ModelLoadError(f"llama runner process has terminated: {e}") from e
-        if projector:
-            self.n_ctx = max(self.n_ctx, VISION_MIN_CTX)
-        self.n_ctx = max(4, min(self.n_ctx, self.model.n_ctx_train or self.n_ctx))
-        self.embedding_only = embedding_only or self.model.is_embedding
-        self._flash = "on" if flash_attention else "auto"
-        self._kv_type = kv_cache_type or "f16"
-        self._adapters = [_load_lora(self.model, p) for p in (adapters or [])]
-        self._mtmd: MtmdContext | None = None
-        if projector and not self.embedding_only:
-            try:
-                self._mtmd = MtmdContext(self.model, projector, n_threads=self._n_threads, use_gpu=n_gpu != 0)
-            except (RuntimeError, ValueError) as e:
-                raise ModelLoadError(f"llama runner process has terminated: {e}") from e
-        self._embed_lock = threading.Lock()
-        self._embed_ctx: Context | None = None
+    The base holds the model's vocabulary and chat templates (tokenizing and rendering run on
+    the request's thread); subclasses run the model in this process (`Runner`) or in a child
+    process (`runner_process.ProcessRunner`)."""
+
+    n_ctx: int
+    load_duration_ns: int
+    embedding_only: bool
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
         self._templates: ChatTemplates | None = None
         self._templates_lock = threading.Lock()
-        self._eog = frozenset(self.model.eog_tokens())
-        self._pending: collections.deque[Task] = collections.deque()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closing = False
-        self.ctx: Context | None = None
-        self._thread: threading.Thread | None = None
-        if not self.embedding_only:
-            self.ctx = self._make_context(self.n_ctx * self.num_parallel, self.num_parallel, embeddings=False)
-            if self._adapters:
-                self.ctx.set_lora([(a, 1.0) for a in self._adapters])
-            self.n_batch = self.ctx.n_batch
-            self.slots = [Slot(seq_id=i) for i in range(self.num_parallel)]
-            self._batch = Batch(self.n_batch, 1)
-            self._thread = threading.Thread(target=self._decode_loop, name="pyollama-decode", daemon=True)
-            self._thread.start()
-        else:
-            self.slots = []
-        self.load_duration_ns = int((time.perf_counter() - t0) * 1e9)
-
-    # ---- public API (any thread) ----
 
     @property
+    @abc.abstractmethod
     def size(self) -> int:
-        """Bytes the runner holds: weights plus the f16 KV cache (K and V, every layer and slot)."""
-        kv = 0
-        if self.ctx is not None:
-            n_embd_kv = self.model.n_embd * self.model.n_head_kv // max(1, self.model.n_head)
-            kv = 2 * 2 * self.n_ctx * self.num_parallel * self.model.n_layer * n_embd_kv
-        return int(self.model.size) + kv
+        """Bytes the loaded model holds (weights and KV cache)."""
+
+    @property
+    def alive(self) -> bool:
+        """False once the model can no longer run (its process died): the scheduler replaces it."""
+        return True
+
+    @property
+    @abc.abstractmethod
+    def n_queued(self) -> int:
+        """Completions waiting for a free sequence (read-only; for metrics)."""
+
+    @property
+    @abc.abstractmethod
+    def n_active(self) -> int:
+        """Sequences evaluating a prompt or generating (read-only; for metrics)."""
+
+    @property
+    @abc.abstractmethod
+    def busy(self) -> bool: ...
+
+    @abc.abstractmethod
+    def complete(self, request: CompletionRequest) -> Completion: ...
+
+    @abc.abstractmethod
+    def embed(self, inputs: list[str], *, truncate: bool = True) -> EmbedResult: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         return list(self.model.tokenize(text, add_special, parse_special))
@@ -311,6 +297,90 @@ class Runner:
             _params=params,
         )
 
+
+class Runner(RunnerBase):
+    """One loaded model. Thread rules: `complete`, `embed`, `tokenize` from any thread; slots and the
+    generation context only from the decode thread."""
+
+    def __init__(
+        self,
+        model_path: str,
+        options: RunnerOptions,
+        *,
+        num_parallel: int = 4,
+        max_queue: int = 512,
+        flash_attention: bool | None = None,
+        kv_cache_type: str = "f16",
+        embedding_only: bool = False,
+        n_threads: int = 0,
+        adapters: list[str] | None = None,
+        projector: str | None = None,
+    ) -> None:
+        t0 = time.perf_counter()
+        self.options = options
+        self.num_parallel = max(1, num_parallel)
+        self.max_queue = max_queue
+        self.n_ctx = options.num_ctx
+        n_gpu = options.num_gpu
+        self._n_threads = options.num_thread or n_threads
+        try:
+            model = Model(
+                model_path,
+                n_gpu_layers=(999 if n_gpu < 0 else n_gpu),
+                use_mmap=options.use_mmap if options.use_mmap is not None else True,
+                use_mlock=options.use_mlock,
+                main_gpu=options.main_gpu or 0,
+            )
+        except (RuntimeError, ValueError) as e:
+            raise ModelLoadError(f"llama runner process has terminated: {e}") from e
+        super().__init__(model)
+        if projector:
+            self.n_ctx = max(self.n_ctx, VISION_MIN_CTX)
+        self.n_ctx = max(4, min(self.n_ctx, self.model.n_ctx_train or self.n_ctx))
+        self.embedding_only = embedding_only or self.model.is_embedding
+        # OLLAMA_FLASH_ATTENTION: 1 on, 0 off, unset lets llama.cpp decide per model and device
+        self._flash = {True: "on", False: "off", None: "auto"}[flash_attention]
+        self._kv_type = kv_cache_type or "f16"
+        self._adapters = [_load_lora(self.model, p) for p in (adapters or [])]
+        self._mtmd: MtmdContext | None = None
+        if projector and not self.embedding_only:
+            try:
+                self._mtmd = MtmdContext(self.model, projector, n_threads=self._n_threads, use_gpu=n_gpu != 0)
+            except (RuntimeError, ValueError) as e:
+                raise ModelLoadError(f"llama runner process has terminated: {e}") from e
+        self._embed_lock = threading.Lock()
+        self._embed_ctx: Context | None = None
+        self._eog = frozenset(self.model.eog_tokens())
+        self._pending: collections.deque[Task] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self.ctx: Context | None = None
+        self._thread: threading.Thread | None = None
+        if not self.embedding_only:
+            self.ctx = self._make_context(self.n_ctx * self.num_parallel, self.num_parallel, embeddings=False)
+            if self._adapters:
+                self.ctx.set_lora([(a, 1.0) for a in self._adapters])
+            self.n_batch = self.ctx.n_batch
+            self.slots = [Slot(seq_id=i) for i in range(self.num_parallel)]
+            self._batch = Batch(self.n_batch, 1)
+            self._thread = threading.Thread(target=self._decode_loop, name="pyollama-decode", daemon=True)
+            self._thread.start()
+        else:
+            self.slots = []
+        self.load_duration_ns = int((time.perf_counter() - t0) * 1e9)
+
+    # ---- public API (any thread) ----
+
+    @property
+    def size(self) -> int:
+        """Bytes the runner holds: weights plus the f16 KV cache (K and V, every layer and slot)."""
+        kv = 0
+        if self.ctx is not None:
+            n_embd_kv = self.model.n_embd * self.model.n_head_kv // max(1, self.model.n_head)
+            kv = 2 * 2 * self.n_ctx * self.num_parallel * self.model.n_layer * n_embd_kv
+        return int(self.model.size) + kv
+
     def complete(self, request: CompletionRequest) -> Completion:
         if self.ctx is None:
             raise BadRequestError("this model does not support generate")
@@ -320,7 +390,7 @@ class Runner:
                 raise ServerBusyError()
             self._pending.append(task)
         self._wake.set()
-        return Completion(task, self._wake)
+        return TaskCompletion(task, self._wake)
 
     @property
     def n_queued(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pyollama.engine.options import RunnerOptions
-from pyollama.engine.runner import Runner
+from pyollama.engine.runner import Runner, RunnerBase
 from pyollama.errors import ServerBusyError
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class LoadedModel:
 @dataclass
 class _Entry:
     record: ModelRecord
-    runner: Runner
+    runner: RunnerBase
     options: RunnerOptions
     keep_alive: float
     refs: int = 0
@@ -67,9 +68,9 @@ def _needs_reload(loaded: RunnerOptions, wanted: RunnerOptions, defaults: Runner
 
 
 class Scheduler:
-    def __init__(self, config: Config, *, runner_factory: Callable[..., Runner] | None = None) -> None:
+    def __init__(self, config: Config, *, runner_factory: Callable[..., RunnerBase] | None = None) -> None:
         self.config = config
-        self._factory = runner_factory or Runner
+        self._factory = runner_factory or _default_factory(config)
         self._entries: dict[str, _Entry] = {}
         self._cond = threading.Condition()
         self._waiting = 0
@@ -81,7 +82,7 @@ class Scheduler:
         return RunnerOptions(num_ctx=self.config.context_length)
 
     @contextlib.contextmanager
-    def acquire(self, record: ModelRecord, options: RunnerOptions, keep_alive: float | None) -> Iterator[Runner]:
+    def acquire(self, record: ModelRecord, options: RunnerOptions, keep_alive: float | None) -> Iterator[RunnerBase]:
         entry = self._acquire(record, options, keep_alive)
         try:
             yield entry.runner
@@ -100,6 +101,9 @@ class Scheduler:
                         self._cond.wait(timeout=1.0)
                         continue
                     entry = self._entries.get(key)
+                    if entry is not None and not entry.runner.alive:
+                        self._detach_locked(key)
+                        continue
                     if entry is not None and not _needs_reload(entry.options, options, self.default_options):
                         break
                     if entry is not None and entry.refs == 0:
@@ -135,7 +139,7 @@ class Scheduler:
                 options,
                 num_parallel=1 if embedding else cfg.num_parallel,
                 max_queue=cfg.max_queue,
-                flash_attention=bool(cfg.flash_attention),
+                flash_attention=cfg.flash_attention,
                 kv_cache_type=cfg.kv_cache_type or "f16",
                 embedding_only=embedding,
                 n_threads=cfg.num_threads,
@@ -163,6 +167,10 @@ class Scheduler:
         with self._cond:
             entry.refs -= 1
             if entry.refs > 0:
+                return
+            if self._entries.get(entry.record.digest) is not entry:
+                entry.runner.close()  # detached while in use (its process died): the last user closes it
+                self._cond.notify_all()
                 return
             if entry.keep_alive == 0:
                 self._unload_locked(entry.record.digest, only=entry)
@@ -197,6 +205,16 @@ class Scheduler:
             entry.timer.cancel()
         entry.runner.close()
         log.info("unloaded model %s", entry.record.name.display)
+
+    def _detach_locked(self, key: str) -> None:
+        """Forget a runner that can no longer run; whoever still holds it closes it on release."""
+        entry = self._entries.pop(key)
+        if entry.timer is not None:
+            entry.timer.cancel()
+        if entry.refs == 0:
+            entry.runner.close()
+        log.warning("model %s is no longer running; it will be loaded again", entry.record.name.display)
+        self._cond.notify_all()
 
     def unload(self, record: ModelRecord) -> bool:
         """keep_alive 0 with nothing to do: unload now, or as soon as in-flight requests end."""
@@ -257,3 +275,13 @@ class Scheduler:
             for key in list(self._entries):
                 self._unload_locked(key)
             self._closed = True
+
+
+def _default_factory(config: Config) -> Callable[..., RunnerBase]:
+    """In-process runners, or runners in child processes when models run on RPC workers (a lost
+    worker ends the process using it) or when isolation is asked for (PYOLLAMA_RUNNER_PROCESS)."""
+    if not (config.rpc_servers or config.runner_process):
+        return Runner
+    from pyollama.engine.runner_process import ProcessRunner
+
+    return functools.partial(ProcessRunner, rpc_servers=config.rpc_servers, load_timeout=config.load_timeout)

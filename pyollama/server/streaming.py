@@ -32,7 +32,7 @@ from pyollama.server.errors import error_response
 from pyollama.server.metrics import CompletionTimer, completion_timer
 
 if TYPE_CHECKING:
-    from pyollama.engine.runner import ChatPrompt, CompletionRequest, Runner
+    from pyollama.engine.runner import ChatPrompt, CompletionRequest, RunnerBase
     from pyollama.engine.slots import CompletionResult
 
 log = logging.getLogger("pyollama.server")
@@ -424,7 +424,7 @@ class JsonToolReply:
         return Delta(content=rest, tool_calls=calls)
 
 
-def stream_completion(runner: Runner, request: CompletionRequest, parser: ReplyParser) -> Iterator[Delta]:
+def stream_completion(runner: RunnerBase, request: CompletionRequest, parser: ReplyParser) -> Iterator[Delta]:
     """Run one completion, yielding reply deltas and, last, a Delta carrying the result.
 
     Closing the generator before the end (client gone) cancels the completion. The running
@@ -436,7 +436,7 @@ def stream_completion(runner: Runner, request: CompletionRequest, parser: ReplyP
 
 
 def _completion_deltas(
-    runner: Runner, request: CompletionRequest, parser: ReplyParser, timer: CompletionTimer | None
+    runner: RunnerBase, request: CompletionRequest, parser: ReplyParser, timer: CompletionTimer | None
 ) -> Iterator[Delta]:
     completion = runner.complete(request)
     finished = False

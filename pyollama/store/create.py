@@ -749,19 +749,23 @@ class _CreateJob:
         return self._adopt(out, MEDIA_MODEL)
 
     def _quantize(self, item: _Planned, current: str, want: str) -> Generator[dict[str, Any], None, _Planned]:
-        """Quantize a model layer on a worker thread, reporting the output's growth meanwhile."""
+        """Quantize a model layer on a worker thread, reporting the tensors done meanwhile (as the
+        share of the source's bytes, the unit Ollama's progress bars show)."""
         from pyollama.llama import quantize
-        from pyollama.llama.quantize import partial_path
 
         src = self.store.blobs.path(item.layer.digest)
         out = self._work() / f"quantized-{want}.gguf"
         total = item.layer.size
         status = f"quantizing {current} model to {want}"
         failure: list[BaseException] = []
+        done = [0.0]  # share of tensors quantized, written by the worker thread
+
+        def on_tensor(i: int, n: int) -> None:
+            done[0] = i / max(1, n)
 
         def work() -> None:
             try:
-                quantize(src, out, want)
+                quantize(src, out, want, progress=on_tensor)
             except BaseException as exc:  # noqa: BLE001 - re-raised on the generator's thread
                 failure.append(exc)
 
@@ -770,8 +774,7 @@ class _CreateJob:
         try:
             while thread.is_alive():
                 thread.join(_PROGRESS_INTERVAL)
-                done = max((p.stat().st_size for p in (out, Path(partial_path(out))) if p.exists()), default=0)
-                yield _progress(status, digest=PROGRESS_DIGEST, total=total, completed=min(done, total))
+                yield _progress(status, digest=PROGRESS_DIGEST, total=total, completed=int(total * done[0]))
         finally:
             # llama_model_quantize cannot be interrupted: wait so the work dir can be removed.
             thread.join()

@@ -92,3 +92,61 @@ def run_greedy(model: Path, *args: str, python: str = sys.executable, timeout: f
     if proc.returncode != 0:
         raise AssertionError(f"greedy.py exited with {proc.returncode}:\n{proc.stderr[-4000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+@dataclass
+class ServeProcess:
+    """`pyollama serve` as its own process on a free loopback port, with a private store."""
+
+    root: Path
+    rpc: str = ""
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "serve.log"
+
+    def start(self, timeout: float = 180.0) -> None:
+        import requests
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        env = child_env(
+            OLLAMA_HOST=f"127.0.0.1:{self.port}",
+            OLLAMA_MODELS=str(self.root / "models"),
+            HOME=str(self.root),
+            OLLAMA_DEBUG="1",
+            PYOLLAMA_NUM_THREADS="1",
+        )
+        env.pop("PYOLLAMA_RPC_SERVERS", None)
+        args = [sys.executable, "-m", "pyollama", "serve"] + (["--rpc", self.rpc] if self.rpc else [])
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=NEUTRAL_CWD)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(f"{self.url}/api/version", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pyollama serve did not start:\n{self.log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -125,3 +125,31 @@ def test_failed_quantize_leaves_an_existing_destination_untouched(tiny_f32: Path
     with pytest.raises(RuntimeError):
         quantize(q8, dst, "Q4_K_M")
     assert dst.read_bytes() == b"a blob the store already has"
+
+
+def test_quantize_reports_progress_once_per_tensor_on_the_calling_thread(tiny_f16: Path, tmp_path: Path) -> None:
+    import threading
+
+    calls: list[tuple[int, int, str]] = []
+    quantize(tiny_f16, tmp_path / "q8.gguf", "Q8_0",
+             progress=lambda i, n: calls.append((i, n, threading.current_thread().name)))
+    n_tensors = len(gguf.GGUFReader(tiny_f16).tensors)
+    assert [(i, n) for i, n, _ in calls] == [(i, n_tensors) for i in range(1, n_tensors + 1)]
+    assert {name for _, _, name in calls} == {threading.current_thread().name}
+
+
+def test_quantize_progress_callback_error_is_raised_after_a_complete_file(tiny_f16: Path, tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def stop_at_three(i: int, n: int) -> None:
+        seen.append(i)
+        if i == 3:
+            raise KeyError("enough")
+
+    dst = tmp_path / "q8.gguf"
+    with pytest.raises(KeyError, match="enough"):
+        quantize(tiny_f16, dst, "Q8_0", progress=stop_at_three)
+    assert seen == [1, 2, 3]  # not called again after it failed
+    assert not dst.exists()  # a failed quantize leaves nothing behind
+    with pytest.raises(TypeError, match="callable"):
+        quantize(tiny_f16, dst, "Q8_0", progress=42)  # type: ignore[arg-type]

@@ -148,3 +148,21 @@ def test_embeddings_of_many_inputs_match_single_ones(runner: Runner) -> None:
     one = runner.embed([inputs[7]])
     assert many.embeddings[7] == pytest.approx(one.embeddings[0], rel=1e-3, abs=1e-4)
     assert many.prompt_eval_count == sum(len(runner.tokenize(t, parse_special=False)) for t in inputs)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(True, "enabled"), (False, "disabled"), (None, "auto")])
+def test_flash_attention_setting_reaches_llama_context(
+    smollm2_path: Path, capfd: pytest.CaptureFixture[str], setting: bool | None, expected: str
+) -> None:
+    """OLLAMA_FLASH_ATTENTION=1/0/unset -> llama.cpp's flash_attn on/off/auto (read from its own log)."""
+    from pyollama import _native
+
+    _native.set_log_level(2)
+    try:
+        capfd.readouterr()
+        r = Runner(str(smollm2_path), RunnerOptions(num_ctx=256), num_parallel=1, n_threads=1, flash_attention=setting)
+        r.close()
+        log = capfd.readouterr().err
+    finally:
+        _native.set_log_level(3)
+    assert f"flash_attn            = {expected}" in log

@@ -227,7 +227,11 @@ def stop_server(running: _Running) -> None:
         for channel in list(server._map.values()):
             channel.close()
 
-    server.trigger.pull_trigger(close_all)
+    try:
+        server.trigger.pull_trigger(close_all)
+    except OSError:
+        # the trigger's pipe is already closed (its loop ended): close what is left from here
+        close_all()
     running.thread.join(timeout=10)
     server.task_dispatcher.shutdown()
 

@@ -142,3 +142,10 @@ def test_config_trims_quotes_and_spaces_like_ollama() -> None:
     config = Config.from_env({"OLLAMA_CONTEXT_LENGTH": " '16384' ", "OLLAMA_KEEP_ALIVE": '"1m"'})
     assert config.context_length == 16384
     assert config.keep_alive == 60.0
+
+
+def test_flash_attention_zero_means_off_and_runner_process_flag() -> None:
+    off = Config.from_env({"HOME": "/tmp", "OLLAMA_FLASH_ATTENTION": "0", "PYOLLAMA_RUNNER_PROCESS": "1"})
+    assert off.flash_attention is False
+    assert off.runner_process is True
+    assert Config.from_env({"HOME": "/tmp"}).runner_process is False

@@ -48,7 +48,7 @@ from pyollama.store.model import ModelRecord
 from pyollama.store.names import ModelName
 
 if TYPE_CHECKING:
-    from pyollama.engine.runner import ChatPrompt, CompletionRequest, Runner
+    from pyollama.engine.runner import ChatPrompt, CompletionRequest, RunnerBase
     from pyollama.templates.gotemplate import Template
     from pyollama.templates.prompt import Truncation
 
@@ -99,7 +99,7 @@ def build_options(
 class Lease:
     """A runner held for one request; `release` gives it back (the keep-alive timer starts then)."""
 
-    runner: Runner
+    runner: RunnerBase
     load_ns: int
     release: Callable[[], None]
 
@@ -155,7 +155,7 @@ def _tag_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return tagged
 
 
-def _truncation(runner: Runner, record: ModelRecord, truncate: bool) -> Truncation | None:
+def _truncation(runner: RunnerBase, record: ModelRecord, truncate: bool) -> Truncation | None:
     from pyollama.templates.prompt import Truncation
 
     if not truncate:
@@ -169,7 +169,7 @@ def _truncation(runner: Runner, record: ModelRecord, truncate: bool) -> Truncati
 
 
 def _render_jinja(
-    runner: Runner, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, think: bool | str | None
+    runner: RunnerBase, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, think: bool | str | None
 ) -> RenderedPrompt:
     tagged = _tag_images(messages)
     if runner.has_chat_template:
@@ -179,7 +179,7 @@ def _render_jinja(
 
 
 def render_conversation(
-    runner: Runner,
+    runner: RunnerBase,
     record: ModelRecord,
     messages: list[dict[str, Any]],
     *,
@@ -426,7 +426,7 @@ def start_generate(state: ServerState, req: GenerateRequest, started: int) -> In
 
 
 def _generate_prompt(
-    runner: Runner, record: ModelRecord, req: GenerateRequest, think: bool | str | None
+    runner: RunnerBase, record: ModelRecord, req: GenerateRequest, think: bool | str | None
 ) -> tuple[RenderedPrompt, str | None]:
     """(rendered prompt, suffix for the engine's FIM tokens or None)."""
     if req.raw:
