@@ -31,6 +31,7 @@ from pyollama.errors import BadRequestError, CanceledError, ModelLoadError, Pyol
 from pyollama.llama import Batch, ChatTemplates, Context, LoraAdapter, Model
 from pyollama.llama.mtmd import MtmdChunks, MtmdContext, default_marker
 from pyollama.llama.sampler import DEFAULT_SEED, JSON_GRAMMAR, SamplerSettings, sample_many
+from pyollama.llama.system import offload_devices
 
 log = logging.getLogger("pyollama.runner")
 
@@ -219,6 +220,11 @@ class RunnerBase(abc.ABC):
         """Bytes the loaded model holds (weights and KV cache)."""
 
     @property
+    def size_vram(self) -> int:
+        """Of `size`, the bytes on accelerators and RPC workers (`/api/ps`)."""
+        return 0
+
+    @property
     def alive(self) -> bool:
         """False once the model can no longer run (its process died): the scheduler replaces it."""
         return True
@@ -338,6 +344,7 @@ class Runner(RunnerBase):
             self.n_ctx = max(self.n_ctx, VISION_MIN_CTX)
         self.n_ctx = max(4, min(self.n_ctx, self.model.n_ctx_train or self.n_ctx))
         self.embedding_only = embedding_only or self.model.is_embedding
+        self._offload_share = _offload_share(self.model.n_layer, n_gpu)
         # OLLAMA_FLASH_ATTENTION: 1 on, 0 off, unset lets llama.cpp decide per model and device
         self._flash = {True: "on", False: "off", None: "auto"}[flash_attention]
         self._kv_type = kv_cache_type or "f16"
@@ -380,6 +387,10 @@ class Runner(RunnerBase):
             n_embd_kv = self.model.n_embd * self.model.n_head_kv // max(1, self.model.n_head)
             kv = 2 * 2 * self.n_ctx * self.num_parallel * self.model.n_layer * n_embd_kv
         return int(self.model.size) + kv
+
+    @property
+    def size_vram(self) -> int:
+        return int(self.size * self._offload_share)
 
     def complete(self, request: CompletionRequest) -> Completion:
         if self.ctx is None:
@@ -814,6 +825,16 @@ class Runner(RunnerBase):
         slot.state = SlotState.IDLE
         slot.last_token = -1
         slot.i_batch = -1
+
+
+def _offload_share(n_layer: int, n_gpu: int) -> float:
+    """The share of a model's weights and KV cache that `num_gpu` puts on accelerators or RPC
+    workers: llama.cpp offloads whole layers (the repeating blocks, then the output layer), so
+    this counts them like Ollama's estimate does; 0 when this process has no such device."""
+    if n_gpu == 0 or not offload_devices():
+        return 0.0
+    blocks = max(1, n_layer + 1)
+    return min(blocks, blocks if n_gpu < 0 else n_gpu) / blocks
 
 
 def _load_lora(model: Model, path: str) -> Any:

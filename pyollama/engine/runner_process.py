@@ -188,6 +188,7 @@ class ProcessRunner(RunnerBase):
         self.n_batch = int(info["n_batch"])
         self.embedding_only = bool(info["embedding_only"])
         self._size = int(info["size"])
+        self._size_vram = int(info["size_vram"])
         self._reader = threading.Thread(target=self._read_loop, name="pyollama-runner-reader", daemon=True)
         self._reader.start()
         self.load_duration_ns = int((time.perf_counter() - t0) * 1e9)
@@ -198,6 +199,10 @@ class ProcessRunner(RunnerBase):
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def size_vram(self) -> int:
+        return self._size_vram
 
     @property
     def alive(self) -> bool:
@@ -412,6 +417,7 @@ class _ChildServer:
                     "n_ctx": runner.n_ctx,
                     "n_batch": getattr(runner, "n_batch", 0),
                     "size": runner.size,
+                    "size_vram": runner.size_vram,
                     "embedding_only": runner.embedding_only,
                 },
             )

@@ -245,7 +245,7 @@ class Scheduler:
                         name=entry.record.name.display,
                         record=entry.record,
                         size=entry.runner.size,
-                        size_vram=0,
+                        size_vram=entry.runner.size_vram,
                         expires_at=expires,
                         context_length=entry.runner.n_ctx,
                     )

@@ -16,6 +16,13 @@ def init_backends() -> None:
     _native.backend_init(_PACKAGE_DIR)
 
 
+def offload_devices() -> list[dict[str, Any]]:
+    """Devices that llama.cpp can place layers on (GPUs, RPC workers registered in this process):
+    every device that is not the CPU."""
+    init_backends()
+    return [dict(d) for d in _native.devices() if d.get("type") != "cpu"]
+
+
 def system_info() -> dict[str, Any]:
     init_backends()
     info = _native.print_system_info()

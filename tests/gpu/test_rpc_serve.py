@@ -56,6 +56,14 @@ def test_generate_split_across_two_workers_matches_local_only(
     assert split["context"] == local["context"]
     ps = requests.get(f"{rpc_server.url}/api/ps", timeout=10).json()
     assert [m["name"] for m in ps["models"]] == [MODEL]
+    # num_gpu unset: every layer on the workers, reported as Ollama reports GPU offload
+    assert ps["models"][0]["size_vram"] == ps["models"][0]["size"] > 0
+    local_ps = requests.get(f"{local_server.url}/api/ps", timeout=10).json()
+    assert local_ps["models"][0]["size_vram"] == 0
+    half = _generate(rpc_server.url, prompt, num_gpu=15)  # a load-time option: reloads with 15 of 31 layers
+    assert half["response"] == local["response"]
+    ps = requests.get(f"{rpc_server.url}/api/ps", timeout=10).json()
+    assert abs(ps["models"][0]["size_vram"] - ps["models"][0]["size"] * 15 / 31) <= 1
     # llama.cpp's load log (relayed from the model's process): weights on both workers
     log = rpc_server.log()
     buffers = re.findall(r"RPC\d+\[([\d.:]+)\] model buffer size = +([\d.]+) MiB", log)
