@@ -5,7 +5,9 @@
     python bench/bench_gpu.py offload --n-gpu-layers 99 --llama-bench build-peers-cuda/bin/llama-bench
 
     # Decode with the layers split across 2 local `pyollama rpc-server` workers vs local only
-    # (works on a CPU-only machine: the workers serve their CPU):
+    # (works on a CPU-only machine: the workers serve their CPU), through pyollama.llama and
+    # through `pyollama serve` over HTTP (in-process runner, runner in a child process, and
+    # `serve --rpc` with the same workers):
     python bench/bench_gpu.py rpc --rounds 3
 
 Every measurement runs in a child process (`measure`), because RPC devices registered in a
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -115,6 +119,13 @@ def bench_rpc(args: argparse.Namespace) -> None:
                     time.sleep(0.1)
         local = child(model, *common)
         split = child(model, *common, "--n-gpu-layers", str(args.split_layers), "--rpc", ",".join(endpoints))
+        http = {
+            "serve, in-process runner": serve_decode(args, {}),
+            "serve, runner process": serve_decode(args, {"PYOLLAMA_RUNNER_PROCESS": "1"}),
+            f"serve --rpc, {args.split_layers} layers": serve_decode(
+                args, {"PYOLLAMA_RPC_SERVERS": ",".join(endpoints)}, num_gpu=args.split_layers
+            ),
+        }
     finally:
         for w in workers:
             w.kill()
@@ -125,6 +136,48 @@ def bench_rpc(args: argparse.Namespace) -> None:
     label = f"{args.split_layers} layers on 2 workers"
     print(f"{label:28}{split['pp']:14.1f}{split['tg']:14.1f}")
     print(f"{'ratio split/local':28}{split['pp'] / local['pp']:14.2f}{split['tg'] / local['tg']:14.2f}")
+    base = http["serve, in-process runner"]
+    print(f"\nthrough HTTP (/api/generate eval_count/eval_duration, tg{args.tg}, median of {args.rounds})")
+    for label, tps in http.items():
+        print(f"{label:36}{tps:10.1f} t/s{tps / base:8.2f}x")
+
+
+def serve_decode(args: argparse.Namespace, env_extra: dict[str, str], num_gpu: int = -1) -> float:
+    """Median decode tokens/s of `pyollama serve` (bundled smollm2:135m) with `env_extra`."""
+    import requests
+
+    root = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    port = free_port()
+    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(root / "models"),
+           "HOME": str(root), "PYOLLAMA_NUM_THREADS": str(args.threads), "OLLAMA_NUM_PARALLEL": "1", **env_extra}
+    proc = subprocess.Popen([sys.executable, "-m", "pyollama", "serve"], env=env, cwd=NEUTRAL_CWD,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/api/version", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("pyollama serve did not start")
+            time.sleep(0.2)
+        options = {"temperature": 0, "num_predict": args.tg, "num_gpu": num_gpu}
+
+        def once() -> float:
+            body = {"model": "smollm2:135m", "prompt": "Once upon a time", "raw": True, "stream": False,
+                    "options": options}
+            r = requests.post(f"{url}/api/generate", json=body, timeout=600).json()
+            return float(r["eval_count"]) / (r["eval_duration"] / 1e9)
+
+        once()  # load and warm up
+        return statistics.median(once() for _ in range(args.rounds))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def bench_offload(args: argparse.Namespace) -> None:
