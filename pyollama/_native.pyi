@@ -1,4 +1,5 @@
-"""Stubs for pyollama._native (generated with pybind11-stubgen, return types refined by hand)."""
+"""Stubs for pyollama._native (generated with pybind11-stubgen, then kept in step with the module by hand;
+tests/native/test_stub.py checks that every name matches)."""
 
 import collections.abc
 import typing
@@ -6,7 +7,7 @@ import typing
 import numpy
 import numpy.typing
 
-__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'backend_init', 'backends', 'devices', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'sample_many', 'set_log_level', 'time_us']
+__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'backend_init', 'backends', 'devices', 'has_rpc', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'rpc_add_server', 'rpc_check_endpoint', 'rpc_proto_version', 'rpc_registered', 'rpc_start_server', 'sample_many', 'set_log_level', 'time_us']
 class Model:
     def __init__(self, path: str, n_gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0, use_mmap: bool = True, use_mlock: bool = False, vocab_only: bool = False, main_gpu: typing.SupportsInt | typing.SupportsIndex = 0, progress: typing.Any = None, check_tensors: bool = False) -> None:
         """
@@ -163,7 +164,7 @@ class Context:
         """
         make a running decode return 2 (any thread)
         """
-    def decode(self, batch: ...) -> int:
+    def decode(self, batch: Batch) -> int:
         """
         llama_decode (GIL released): 0 ok, 1 no KV slot, 2 aborted; errors raise RuntimeError
         """
@@ -173,7 +174,7 @@ class Context:
         """
         pooled embedding of a sequence (pooling != none)
         """
-    def encode(self, batch: ...) -> int:
+    def encode(self, batch: Batch) -> int:
         """
         llama_encode (GIL released)
         """
@@ -319,7 +320,9 @@ class SamplerChain:
     def reset(self) -> None:
         ...
     def sample(self, ctx: Context, idx: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
-        ...
+        """
+        sample a token and accept it
+        """
     @property
     def seed(self) -> int:
         ...
@@ -337,12 +340,17 @@ class CommonSampler:
         common_sampler_sample (does not accept)
         """
     @property
+    def greedy(self) -> bool:
+        """
+        True when sampling is a plain argmax (fast path)
+        """
+    @property
     def seed(self) -> int:
         ...
 class ChatTemplates:
     def __init__(self, model: Model, override_template: str = '') -> None:
         ...
-    def apply(self, messages_json: str, tools_json: str = '', add_generation_prompt: bool = True, json_schema: str = '', grammar: str = '', tool_choice: str = 'auto', parallel_tool_calls: bool = False, enable_thinking: bool = True, reasoning_format: str = 'auto') -> ...:
+    def apply(self, messages_json: str, tools_json: str = '', add_generation_prompt: bool = True, json_schema: str = '', grammar: str = '', tool_choice: str = 'auto', parallel_tool_calls: bool = False, enable_thinking: bool = True, reasoning_format: str = 'auto') -> ChatParams:
         """
         common_chat_templates_apply: messages/tools as OpenAI-style JSON text
         """
@@ -416,7 +424,7 @@ class MtmdContext:
     def eval(self, ctx: Context, chunks: MtmdChunks, n_past: typing.SupportsInt | typing.SupportsIndex, seq_id: typing.SupportsInt | typing.SupportsIndex = 0, n_batch: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
         """mtmd_helper_eval_chunks (GIL released): evaluate chunks into seq_id at n_past; returns the new n_past; the last token's logits are at index -1"""
     def tokenize(self, text: str, images: collections.abc.Sequence[bytes], add_special: bool = True, parse_special: bool = True) -> MtmdChunks:
-        """mtmd_tokenize: one mtmd_default_marker() per image in `text`"""
+        """mtmd_tokenize: one mtmd_default_marker() per image in `text`; images are encoded file bytes (PNG, JPEG, BMP, GIF). ValueError for undecodable images or a marker count mismatch"""
     @property
     def model(self) -> Model:
         ...
@@ -450,12 +458,31 @@ def mtmd_default_marker() -> str:
     """mtmd_default_marker: the text that stands for one image in a prompt given to MtmdContext.tokenize"""
 def print_system_info() -> str:
     ...
-def quantize(src: str, dst: str, type: str, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, allow_requantize: bool = False, pure: bool = False) -> None:
+def quantize(src: str, dst: str, type: str, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, allow_requantize: bool = False, pure: bool = False, progress: typing.Callable[[int, int], object] | None = None) -> None:
     """
-    llama_model_quantize (GIL released); type like Q4_K_M, Q8_0, F16
+    llama_model_quantize (GIL released); type like Q4_K_M, Q8_0, F16; progress(i, n) after each tensor
     """
 def quantize_types() -> list[str]:
     ...
+# The RPC functions exist only in a build with -DGGML_RPC=on; has_rpc says which.
+has_rpc: bool
+rpc_proto_version: tuple[int, int, int]
+def rpc_add_server(endpoint: str) -> list[str]:
+    """
+    ggml_backend_rpc_add_server + ggml_backend_register; names of the devices it adds
+    """
+def rpc_check_endpoint(endpoint: str) -> None:
+    """
+    raise ValueError unless endpoint is host:port (what ggml's endpoint parser accepts)
+    """
+def rpc_registered() -> list[tuple[str, str]]:
+    """
+    (device name, endpoint) of every registered RPC device
+    """
+def rpc_start_server(endpoint: str, devices: collections.abc.Sequence[str] = [], n_threads: typing.SupportsInt | typing.SupportsIndex = 1, cache_dir: str = '') -> None:
+    """
+    ggml_backend_rpc_start_server (GIL released; blocks until the server fails)
+    """
 def sample_many(ctx: Context, samplers: collections.abc.Sequence[CommonSampler], idxs: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> list[int]:
     ...
 def set_log_level(level: typing.SupportsInt | typing.SupportsIndex) -> None:

@@ -9,7 +9,9 @@ stream, or when the client went away.
 The line is logfmt (`key=value`) on the `pyollama.access` logger, and the same fields go to
 handlers as `record.request` (a dict) for JSON formatters. With OLLAMA_DEBUG it also carries the
 client address, user agent, query string, time to first token, prompt-cache hits and the
-request body (truncated).
+request body (truncated). A request whose client went away mid-completion is logged with status
+499 and `error="request canceled"`, as Ollama answers a cancelled request (its 200 header had
+already gone out).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("pyollama.access")
+
+# A completion cancelled because its client went away: Ollama's status and text for context.Canceled.
+CANCELED_STATUS = 499
+CANCELED_ERROR = "request canceled"
 
 # Request bodies kept for the debug log: only small JSON bodies, and only this much of them.
 DEBUG_BODY_LIMIT = 1 << 20
@@ -51,12 +57,15 @@ def request_fields(record: RequestRecord, environ: WSGIEnvironment, debug: bool)
     fields: dict[str, Any] = {
         "method": record.method,
         "path": record.path,
-        "status": record.status,
+        # A stream whose client went away was sent as 200, but ended as Ollama's 499.
+        "status": CANCELED_STATUS if record.canceled else record.status,
         "model": record.model,
         "prompt_eval_count": record.prompt_eval_count,
         "eval_count": record.eval_count,
         "duration_ms": round(record.elapsed_s() * 1000, 3),
     }
+    if record.canceled:
+        fields["error"] = CANCELED_ERROR
     if debug:
         fields["remote"] = environ.get("REMOTE_ADDR", "")
         fields["user_agent"] = environ.get("HTTP_USER_AGENT", "")

@@ -6,6 +6,8 @@ of apps live side by side in one process. What is counted, and where:
 
 - requests by endpoint (the route's rule, so arbitrary paths do not make new series), method and
   status: when the response starts (an `after_request` hook), before any of its body is sent;
+- requests cancelled because the client went away mid-completion (`stream_completion` notices
+  its consumer closing it early), by endpoint and method: the access log shows them as 499;
 - prompt tokens evaluated, tokens generated, prompt tokens taken from the prompt cache, time to
   first token and time per output token: by `stream_completion` (and the embed routes for
   prompt tokens) as the engine produces them, so a client that has read its final chunk sees
@@ -64,6 +66,7 @@ class RequestRecord:
     eval_count: int = 0
     cached_count: int = 0
     first_token_s: float | None = None
+    canceled: bool = False  # the client went away before its completion ended (logged as 499)
     body: bytes | None = None  # the request body, kept only when OLLAMA_DEBUG asks for it
 
     def elapsed_s(self) -> float:
@@ -119,6 +122,13 @@ class CompletionTimer:
         else:
             self._metrics.time_per_output_token.labels(self._model).observe(now - self._last)
         self._last = now
+
+    def canceled(self) -> None:
+        """The completion was cancelled because its consumer went away (the client disconnected)."""
+        if not self._record.canceled:
+            self._record.canceled = True
+            endpoint = self._record.endpoint or UNMATCHED_ENDPOINT
+            self._metrics.canceled_requests.labels(endpoint, self._record.method).inc()
 
     def done(self, result: CompletionResult, cached: int) -> None:
         record = self._record
@@ -188,6 +198,12 @@ class ServerMetrics:
             "pyollama_requests",
             "HTTP requests answered, by route, method and status",
             ["endpoint", "method", "status"],
+            registry=registry,
+        )
+        self.canceled_requests = Counter(
+            "pyollama_requests_canceled",
+            "Requests whose client went away before the completion ended (logged with status 499)",
+            ["endpoint", "method"],
             registry=registry,
         )
         self.request_duration = Histogram(

@@ -457,6 +457,11 @@ def _completion_deltas(
         if tail.tool_calls:
             yield Delta(tool_calls=tail.tool_calls)
         yield Delta(result=completion.result)
+    except GeneratorExit:
+        # closed while suspended at a yield: whoever was reading (the client) went away
+        if not finished and timer is not None:
+            timer.canceled()
+        raise
     finally:
         if not finished:
             completion.cancel()

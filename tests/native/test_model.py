@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,72 @@ def test_vocab_only_models_tokenize_like_llama_cpp_reference(vocab_dir: Path) ->
             assert model.tokenize(text, add_special=False) == want, (name, text)
             checked += 1
     assert checked > 100
+
+
+# -- detokenize(tokenize(x)) == x on llama.cpp's vocab-only GGUFs ----------------------------------------
+
+# WPM (bert-bge) lowercases, strips accents and splits punctuation with spaces, and UGM
+# (nomic-bert-moe) collapses and strips whitespace: both normalise the text by design, so no
+# round trip holds for them. Every other vocab here is byte-level BPE or SentencePiece, lossless.
+LOSSLESS_VOCABS = (
+    "aquila", "baichuan", "command-r", "deepseek-coder", "deepseek-llm", "falcon", "gemma-4", "gpt-2",
+    "gpt-neox", "llama-bpe", "llama-spm", "mpt", "phi-3", "qwen2", "qwen35", "refact", "starcoder",
+)
+# Their pre-tokenizer types turn on HF's clean_up_tokenization_spaces in llama-vocab.cpp, so
+# detokenize drops the space in " ?", " !", " .", " ," (what the HF tokenizer decodes too).
+CLEANS_SPACES = {"falcon", "gemma-4", "gpt-2", "llama-bpe", "mpt", "refact", "starcoder"}
+# SentencePiece vocabs with a dummy prefix: tokenize prepends a space that detokenize removes
+# again, unless it has just removed a BOS (llama_vocab::impl::detokenize: remove_space = false).
+SPACE_PREFIX = {"baichuan", "llama-spm", "phi-3"}
+ROUND_TRIP_TEXTS = [
+    "Hello world",
+    " Hello world",
+    "   three leading spaces",
+    "trailing spaces  ",
+    "a\n\nb\tc\r\nd",
+    "Ünïcödé ñ façade",
+    "日本語のテキストと中文",
+    "😶‍🌫️ 🦙🦙 ✅",
+    "def f(x):\n    return x * 2\n",
+    "Привет, мир",
+    "3.14159 1,000,000",
+]
+
+
+def _round_trip_texts(gguf: Path) -> list[str]:
+    inp = gguf.with_suffix(".gguf.inp")
+    reference = inp.read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n") if inp.exists() else []
+    return reference + ROUND_TRIP_TEXTS
+
+
+def _cleaned(text: str) -> str:
+    return re.sub(r" (?=[?!.,])", "", text)
+
+
+@pytest.mark.parametrize("name", LOSSLESS_VOCABS)
+def test_vocab_detokenize_inverts_tokenize_without_specials(vocab_dir: Path, name: str) -> None:
+    gguf = vocab_dir / f"ggml-vocab-{name}.gguf"
+    model = Model(gguf, vocab_only=True)
+    for text in _round_trip_texts(gguf):
+        expected = _cleaned(text) if name in CLEANS_SPACES else text
+        assert model.detokenize(model.tokenize(text, add_special=False)) == expected, (name, text)
+
+
+@pytest.mark.parametrize("name", LOSSLESS_VOCABS)
+def test_vocab_detokenize_removes_the_bos_tokenize_added(vocab_dir: Path, name: str) -> None:
+    gguf = vocab_dir / f"ggml-vocab-{name}.gguf"
+    model = Model(gguf, vocab_only=True)
+    for text in ROUND_TRIP_TEXTS:
+        tokens = model.tokenize(text, add_special=True)
+        if model.add_bos:
+            assert tokens[0] == model.token_bos
+        expected = " " + text if name in SPACE_PREFIX else text
+        assert model.detokenize(tokens, remove_special=True) == expected, (name, text)
+
+
+def test_vocab_space_cleanup_applies_only_to_vocabs_that_ask_for_it(vocab_dir: Path) -> None:
+    text = "How are you ? Fine , thanks !"
+    cleaning = Model(vocab_dir / "ggml-vocab-gpt-2.gguf", vocab_only=True)
+    plain = Model(vocab_dir / "ggml-vocab-qwen2.gguf", vocab_only=True)
+    assert cleaning.detokenize(cleaning.tokenize(text, add_special=False)) == "How are you? Fine, thanks!"
+    assert plain.detokenize(plain.tokenize(text, add_special=False)) == text

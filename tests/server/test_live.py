@@ -6,11 +6,13 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import ollama
 import pytest
@@ -117,28 +119,66 @@ def test_raw_http_multibyte_names_in_errors_survive(live: LiveServer) -> None:
     assert "🙂" in response.json()["error"]
 
 
-def test_gunicorn_serves_app_factory(tiny_store: Store) -> None:
-    port = free_port()
-    env = {**os.environ, "OLLAMA_MODELS": str(tiny_store.root), "OLLAMA_HOST": f"127.0.0.1:{port}"}
+def _start_gunicorn(models: Path, port: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`gunicorn -k gthread -w 1` on the app factory, configured from the environment as Ollama is."""
+    env = {**os.environ, "OLLAMA_MODELS": str(models), "OLLAMA_HOST": f"127.0.0.1:{port}", **(extra_env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "-b", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "4", "-b", f"127.0.0.1:{port}",
          "pyollama.server:create_app()"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError("gunicorn did not start") from None
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_gunicorn_serves_app_factory(tiny_store: Store) -> None:
+    port = free_port()
+    proc = _start_gunicorn(tiny_store.root, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("gunicorn did not start") from None
-                time.sleep(0.1)
         names = [m["name"] for m in requests.get(f"http://127.0.0.1:{port}/api/tags", timeout=10).json()["models"]]
         assert "tiny:latest" in names
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        _stop(proc)
+
+
+def test_gunicorn_streams_generate_line_by_line(tmp_path: Path, smollm2_models: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(smollm2_models, models, copy_function=os.link)
+    port = free_port()
+    proc = _start_gunicorn(models, port, {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_CONTEXT_LENGTH": "512"})
+    try:
+        options = {"temperature": 0, "num_predict": 6}
+        body: dict[str, Any] = {"model": "smollm2:135m", "prompt": "1, 2, 3, 4,", "raw": True, "options": options}
+        url = f"http://127.0.0.1:{port}/api/generate"
+        with requests.post(url, json=body, stream=True, timeout=120) as response:
+            assert response.status_code == 200
+            assert response.headers["Content-Type"] == "application/x-ndjson"
+            assert response.headers.get("Transfer-Encoding") == "chunked"
+            lines = [json.loads(line) for line in response.iter_lines() if line]
+        assert all(line["done"] is False and line["response"] for line in lines[:-1])
+        final = lines[-1]
+        assert (final["done"], final["done_reason"], final["eval_count"]) == (True, "length", 6)
+        assert len(lines) >= 3  # pieces as they came, not one buffered reply
+        whole = requests.post(url, json={**body, "stream": False}, timeout=120).json()
+        assert "".join(line["response"] for line in lines) == whole["response"]
+        # the official client over the same server
+        streamed = ollama.Client(host=f"http://127.0.0.1:{port}").generate(
+            model="smollm2:135m", prompt="1, 2, 3, 4,", raw=True, stream=True, options=options)
+        assert "".join(chunk.response or "" for chunk in streamed) == whole["response"]
+    finally:
+        _stop(proc)
