@@ -212,7 +212,8 @@ class _Running:
 
 def start_server(app: Flask) -> tuple[LiveServer, _Running]:
     port = free_port()
-    server = create_server(app, host="127.0.0.1", port=port, threads=8, channel_timeout=600)
+    server = create_server(app, host="127.0.0.1", port=port, threads=8, channel_timeout=600,
+                           channel_request_lookahead=1)
     thread = threading.Thread(target=server.run, name="waitress-test", daemon=True)
     thread.start()
     return LiveServer(app=app, url=f"http://127.0.0.1:{port}", host="127.0.0.1", port=port), _Running(server, thread)

@@ -678,3 +678,31 @@ def test_disconnect_is_logged_as_499_request_canceled(
     message = next(r.getMessage() for r in caplog.records
                    if r.name == "pyollama.access" and "path=/api/generate" in r.getMessage())
     assert 'status=499' in message and 'error="request canceled"' in message
+
+
+def test_non_streaming_request_canceled_when_client_hangs_up(
+    inference_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """stream:false: the server notices the closed connection between tokens and stops generating."""
+    import socket
+
+    caplog.set_level(logging.INFO, logger="pyollama.access")
+    requests.post(f"{inference_server.url}/api/generate", json={"model": MODEL, "prompt": ""}, timeout=120)  # load
+    body = json.dumps({"model": MODEL, "prompt": "Count to one thousand.", "stream": False,
+                       "options": {"num_predict": 4000, "temperature": 0}}).encode()
+    started = time.monotonic()
+    with socket.create_connection((inference_server.host, inference_server.port)) as sock:
+        sock.sendall(f"POST /api/generate HTTP/1.1\r\nHost: {inference_server.host}\r\n".encode()
+                     + b"Content-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(1.0)  # generating by now
+    logged: list[dict[str, Any]] = []
+    while not logged and time.monotonic() - started < 60:
+        logged = [r.request for r in caplog.records  # type: ignore[attr-defined]
+                  if r.name == "pyollama.access" and r.request["path"] == "/api/generate"  # type: ignore[attr-defined]
+                  and r.request["status"] != 200]  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    (line,) = logged
+    assert (line["status"], line["error"]) == (499, "request canceled")
+    # 4,000 tokens take far longer than this: the generation stopped when the client left
+    assert time.monotonic() - started < 15

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, request
 
 from pyollama.engine.options import PredictOptions, RunnerOptions, parse_options, split_options
-from pyollama.errors import BadRequestError, NotFoundError
+from pyollama.errors import BadRequestError, CanceledError, NotFoundError
 from pyollama.server import ServerState, get_state
 from pyollama.server.errors import json_response
 from pyollama.server.metrics import note_model
@@ -283,9 +283,10 @@ class InferenceRun:
     aggregate: Callable[[Iterator[dict[str, Any]]], dict[str, Any]]
 
     def collect(self) -> dict[str, Any]:
-        """The whole reply as one object: the final chunk with every piece joined (stream:false)."""
+        """The whole reply as one object: the final chunk with every piece joined (stream:false).
+        A client that hangs up meanwhile cancels the generation (499), as a closed stream does."""
         try:
-            return self.aggregate(self.events)
+            return self.aggregate(_until_disconnected(self.events))
         finally:
             self.events.close()  # type: ignore[attr-defined]
             self.release()
@@ -294,6 +295,16 @@ class InferenceRun:
         if stream:
             return ndjson_response(self.events, on_close=[self.release])
         return json_response(self.collect())
+
+
+def _until_disconnected(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """`events`, checking between them whether the client is still there. waitress tells when it
+    reads ahead on the connection (`channel_request_lookahead`); other WSGI servers never do."""
+    gone = request.environ.get("waitress.client_disconnected")
+    for event in events:
+        if gone is not None and gone():
+            raise CanceledError("request canceled")
+        yield event
 
 
 # -- the handler ------------------------------------------------------------------------------
