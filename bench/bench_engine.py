@@ -1,6 +1,10 @@
 """Issues 3 and 4: the server side by side with its peers, in one run, same model and threads.
 
-    python bench/bench_engine.py --threads 2 --rounds 3 [--out bench/RESULTS.md]
+    python bench/bench_engine.py --threads 2 --rounds 3 [--only chat] [--out bench/RESULTS.md]
+
+`--out` rewrites only this script's marked section of the file (the table and the exact command
+that produced it), leaving the other benchmarks' sections alone. `--only` (repeatable) runs some
+sections: `decode` (needs bench/build_peers.sh), `chat`, `embed`.
 
 Measures, over HTTP (each peer as its own process, started here):
 - aggregate decode tokens/s at 1, 4 and 8 concurrent streams: pyollama (OLLAMA_NUM_PARALLEL=8)
@@ -14,8 +18,12 @@ Measures, over HTTP (each peer as its own process, started here):
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import shlex
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -25,10 +33,15 @@ from typing import Any
 import requests
 from peers import llama_bench, llama_server, median, model_path, pyollama_server
 
+from pyollama.llama import Model
 from pyollama.store.bundled import import_bundled_models
 from pyollama.store.manifests import Store
 
 N_GEN = 128
+CHAT_TOKENS = 1500  # the length of the chat whose next turn is timed
+SECTIONS = ("decode", "chat", "embed")
+BEGIN = "<!-- bench_engine.py: begin (rewritten by --out; edit outside the markers) -->"
+END = "<!-- bench_engine.py: end -->"
 PROMPTS = [
     "Write a long story about a dragon who learns to cook.",
     "Explain in detail how a steam engine works.",
@@ -81,30 +94,40 @@ def aggregate(fn: Any, url: str, streams: int) -> float:
     return sum(counts) / (time.perf_counter() - t0)
 
 
-def ttft_pyollama(url: str, messages: list[dict[str, str]]) -> tuple[float, str]:
+def ttft_pyollama(url: str, messages: list[dict[str, str]]) -> tuple[float, str, int]:
+    """(time to first token, reply, prompt tokens evaluated)."""
     body = {"model": "smollm2:135m", "messages": messages, "stream": True,
             "options": {"temperature": 0, "num_predict": 32, "num_ctx": 4096}}
     t0 = time.perf_counter()
     first = None
     text = []
+    n_prompt = 0
     with requests.post(f"{url}/api/chat", json=body, stream=True, timeout=600) as r:
         for line in r.iter_lines():
             if not line:
                 continue
             if first is None:
                 first = time.perf_counter() - t0
-            text.append(json.loads(line).get("message", {}).get("content", ""))
-    return first or 0.0, "".join(text)
+            chunk = json.loads(line)
+            text.append(chunk.get("message", {}).get("content", ""))
+            n_prompt = chunk.get("prompt_eval_count", n_prompt)
+    return first or 0.0, "".join(text), n_prompt
 
 
-def long_history(n_turns: int = 14) -> list[dict[str, str]]:
+def long_history(model: Path, n_tokens: int) -> list[dict[str, str]]:
+    """User notes and short assistant acknowledgements, as many turns as make about `n_tokens`
+    tokens in ChatML (the measured count of the whole next-turn prompt goes in the table)."""
+    vocab = Model(model, vocab_only=True)
     filler = ("The committee reviewed the quarterly figures, the shipping delays, the new supplier contracts "
               "and the plans for the spring launch, and asked for a summary by Friday. ")
-    msgs = []
-    for i in range(n_turns):
+    msgs: list[dict[str, str]] = []
+    while True:
+        rendered = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
+        if len(vocab.tokenize(rendered, add_special=True, parse_special=True)) >= n_tokens:
+            return msgs
+        i = len(msgs) // 2
         msgs.append({"role": "user", "content": f"Note {i}: " + filler})
         msgs.append({"role": "assistant", "content": f"Noted item {i}."})
-    return msgs
 
 
 def embed_many(url: str, model: str, texts: list[str]) -> float:
@@ -139,68 +162,33 @@ def llama_cpp_python_tg(path: Path, threads: int, n: int) -> float | None:
     return median(rates)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-    path = model_path()
-    models = Path(tempfile.mkdtemp(prefix="pyollama-bench-"))
-    import_bundled_models(Store(models))
-    rows: list[tuple[str, str, str, str]] = []
+def bench_decode(path: Path, models: Path, args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """Aggregate and single-stream decode against llama-server, llama-bench and llama-cpp-python."""
     agg: dict[tuple[str, int], list[float]] = {}
     single_http: list[float] = []
     ttft_short: list[float] = []
-    try:
-        for _ in range(args.rounds):
-            with pyollama_server(models, threads=args.threads, n_parallel=8, ctx=1024) as url:
-                pyollama_generate(url, chatml("hi"), 4)  # load
-                for s in (1, 4, 8):
-                    agg.setdefault(("pyollama", s), []).append(aggregate(pyollama_generate, url, s))
-                n, dt = pyollama_generate(url, chatml(PROMPTS[2]))
-                body = {"model": "smollm2:135m", "prompt": chatml(PROMPTS[3]), "raw": True, "stream": False,
-                        "options": {"temperature": 0, "num_predict": N_GEN}}
-                res = requests.post(f"{url}/api/generate", json=body, timeout=600).json()
-                single_http.append(res["eval_count"] / (res["eval_duration"] / 1e9))
-                t0 = time.perf_counter()
-                with requests.post(f"{url}/api/generate", json={"model": "smollm2:135m", "prompt": "Hi",
-                                   "options": {"num_predict": 1}}, stream=True, timeout=60) as r:
-                    next(r.iter_lines())
-                ttft_short.append(time.perf_counter() - t0)
-            with llama_server(path, threads=args.threads, n_parallel=8, ctx_per_slot=1024) as url:
-                server_generate(url, chatml("hi"), 4)
-                for s in (1, 4, 8):
-                    agg.setdefault(("llama-server", s), []).append(aggregate(server_generate, url, s))
-        bench_tg = [llama_bench(path, threads=args.threads, n_gen=N_GEN)["tg"] for _ in range(args.rounds)]
-        lcp = llama_cpp_python_tg(path, args.threads, N_GEN)
+    for _ in range(args.rounds):
+        with pyollama_server(models, threads=args.threads, n_parallel=8, ctx=1024) as url:
+            pyollama_generate(url, chatml("hi"), 4)  # load
+            for s in (1, 4, 8):
+                agg.setdefault(("pyollama", s), []).append(aggregate(pyollama_generate, url, s))
+            body = {"model": "smollm2:135m", "prompt": chatml(PROMPTS[3]), "raw": True, "stream": False,
+                    "options": {"temperature": 0, "num_predict": N_GEN}}
+            res = requests.post(f"{url}/api/generate", json=body, timeout=600).json()
+            single_http.append(res["eval_count"] / (res["eval_duration"] / 1e9))
+            t0 = time.perf_counter()
+            with requests.post(f"{url}/api/generate", json={"model": "smollm2:135m", "prompt": "Hi",
+                               "options": {"num_predict": 1}}, stream=True, timeout=60) as r:
+                next(r.iter_lines())
+            ttft_short.append(time.perf_counter() - t0)
+        with llama_server(path, threads=args.threads, n_parallel=8, ctx_per_slot=1024) as url:
+            server_generate(url, chatml("hi"), 4)
+            for s in (1, 4, 8):
+                agg.setdefault(("llama-server", s), []).append(aggregate(server_generate, url, s))
+    bench_tg = [llama_bench(path, threads=args.threads, n_gen=N_GEN)["tg"] for _ in range(args.rounds)]
+    lcp = llama_cpp_python_tg(path, args.threads, N_GEN)
 
-        # prompt cache: next turn of a long chat, cached vs uncached (fresh server, model loaded)
-        history = long_history()
-        cached, uncached = [], []
-        for _ in range(args.rounds):
-            with pyollama_server(models, threads=args.threads, n_parallel=4, ctx=4096) as url:
-                ttft_pyollama(url, [{"role": "user", "content": "hi"}])  # load the model
-                t_first, reply = ttft_pyollama(url, history)
-                next_turn = [*history, {"role": "assistant", "content": reply},
-                             {"role": "user", "content": "Summarise note 3."}]
-                cached.append(ttft_pyollama(url, next_turn)[0])
-            with pyollama_server(models, threads=args.threads, n_parallel=4, ctx=4096) as url:
-                ttft_pyollama(url, [{"role": "user", "content": "hi"}])
-                uncached.append(ttft_pyollama(url, next_turn)[0])
-
-        # embeddings: 256 sentences in one request vs 256 requests
-        texts = [f"Sentence number {i} is about {PROMPTS[i % 8].lower()}" for i in range(256)]
-        emb_model = "all-minilm" if (models / "manifests/registry.ollama.ai/library/all-minilm").exists() else "smollm2:135m"
-        batched, singles = [], []
-        with pyollama_server(models, threads=args.threads, n_parallel=4, ctx=1024) as url:
-            embed_many(url, emb_model, texts[:4])
-            for _ in range(args.rounds):
-                batched.append(embed_many(url, emb_model, texts))
-                singles.append(embed_single(url, emb_model, texts))
-    finally:
-        shutil.rmtree(models, ignore_errors=True)
-
+    rows = []
     for s in (1, 4, 8):
         ours, peer = median(agg[("pyollama", s)]), median(agg[("llama-server", s)])
         rows.append((f"aggregate decode, {s} stream(s)", f"{ours:.1f} tok/s", f"llama-server -np 8: {peer:.1f}",
@@ -212,15 +200,90 @@ def main() -> None:
         rows.append(("single-stream decode via HTTP", f"{median(single_http):.1f} tok/s",
                      f"llama-cpp-python: {lcp:.1f}", f"{median(single_http) / lcp:.2f}x"))
     rows.append(("time to first token, short prompt, model loaded", f"{median(ttft_short) * 1000:.0f} ms", "", ""))
-    rows.append(("next turn of a ~1,500-token chat, time to first token", f"cached {median(cached) * 1000:.0f} ms",
-                 f"uncached {median(uncached) * 1000:.0f} ms", f"{median(cached) / median(uncached):.2f}"))
-    rows.append((f"/api/embed 256 sentences ({emb_model})", f"one request {median(batched):.2f} s",
-                 f"256 requests {median(singles):.2f} s", f"{median(singles) / median(batched):.1f}x faster"))
+    return rows
+
+
+def bench_chat(path: Path, models: Path, args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """Prompt cache: the next turn of a long chat, cached vs uncached (fresh server, model loaded)."""
+    history = long_history(path, CHAT_TOKENS - 50)  # the reply and the new question make up the rest
+    cached: list[float] = []
+    uncached: list[float] = []
+    n_tokens: list[float] = []
+    for _ in range(args.rounds):
+        with pyollama_server(models, threads=args.threads, n_parallel=4, ctx=4096) as url:
+            ttft_pyollama(url, [{"role": "user", "content": "hi"}])  # load the model
+            _, reply, _ = ttft_pyollama(url, history)
+            next_turn = [*history, {"role": "assistant", "content": reply},
+                         {"role": "user", "content": "Summarise note 3."}]
+            cached.append(ttft_pyollama(url, next_turn)[0])
+        with pyollama_server(models, threads=args.threads, n_parallel=4, ctx=4096) as url:
+            ttft_pyollama(url, [{"role": "user", "content": "hi"}])
+            t_first, _, n_prompt = ttft_pyollama(url, next_turn)  # nothing cached: every token evaluated
+            uncached.append(t_first)
+            n_tokens.append(n_prompt)
+    return [(f"next turn of a {int(median(n_tokens))}-token chat, time to first token",
+             f"cached {median(cached) * 1000:.0f} ms", f"uncached {median(uncached) * 1000:.0f} ms",
+             f"{median(cached) / median(uncached):.2f}")]
+
+
+def bench_embed(models: Path, args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """/api/embed: 256 sentences in one request vs 256 requests."""
+    texts = [f"Sentence number {i} is about {PROMPTS[i % 8].lower()}" for i in range(256)]
+    emb_model = "all-minilm" if (models / "manifests/registry.ollama.ai/library/all-minilm").exists() else "smollm2:135m"
+    batched, singles = [], []
+    with pyollama_server(models, threads=args.threads, n_parallel=4, ctx=1024) as url:
+        embed_many(url, emb_model, texts[:4])
+        for _ in range(args.rounds):
+            batched.append(embed_many(url, emb_model, texts))
+            singles.append(embed_single(url, emb_model, texts))
+    return [(f"/api/embed 256 sentences ({emb_model})", f"one request {median(batched):.2f} s",
+             f"256 requests {median(singles):.2f} s", f"{median(singles) / median(batched):.1f}x faster")]
+
+
+def write_results(path: Path, table: str) -> None:
+    """Replace this script's marked section of `path` (appended if missing) with the table and
+    the command that reproduces it; everything outside the markers is kept."""
+    command = "python bench/bench_engine.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    block = (f"{BEGIN}\n`{command}` ({datetime.date.today().isoformat()}; each peer its own process, over "
+             f"HTTP; pyollama with OLLAMA_NUM_PARALLEL=8, llama-server with -np 8, 1024 tokens of context "
+             f"per slot)\n\n{table}\n{END}")
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    if BEGIN in old and END in old.split(BEGIN, 1)[1]:
+        head, rest = old.split(BEGIN, 1)
+        new = head + block + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n## Server and engine (bench_engine.py)\n\n" + block + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    sections = args.only or list(SECTIONS)
+    path = model_path()
+    models = Path(tempfile.mkdtemp(prefix="pyollama-bench-"))
+    import_bundled_models(Store(models))
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        if "decode" in sections:
+            rows += bench_decode(path, models, args)
+        if "chat" in sections:
+            rows += bench_chat(path, models, args)
+        if "embed" in sections:
+            rows += bench_embed(models, args)
+    finally:
+        shutil.rmtree(models, ignore_errors=True)
     table = "| measure | pyollama | peer | ratio |\n|---|---|---|---|\n" + "\n".join(
         f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
     print(table)
     if args.out:
-        args.out.write_text(table + "\n")
+        write_results(args.out, table)
 
 
 if __name__ == "__main__":

@@ -289,6 +289,8 @@ void bind_context(py::module_ & m) {
             if (llama_set_adapters_lora(h.ctx, ptrs.data(), ptrs.size(), scales.data()) != 0) {
                 raise_runtime("failed to apply LoRA adapters");
             }
+            h.loras.clear();
+            for (const auto & entry : adapters) h.loras.push_back(entry.first);
         }, py::arg("adapters"), "list of (LoraAdapter, scale)")
         .def("perf", [](ContextHandle & h) {
             llama_perf_context_data d = llama_perf_context(h.ctx);

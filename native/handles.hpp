@@ -92,6 +92,9 @@ struct ContextHandle {
     std::vector<int8_t> last_outputs;   // output flags of the last decoded batch (index -> has output)
     std::atomic<bool> abort{false};     // read by the abort callback from compute threads
     std::mutex mutex;                   // one native call at a time on this context
+    // the adapters set_lora applied: the context reads them at every decode, so it owns them
+    // (freed after llama_free, since members outlive the destructor's body)
+    std::vector<std::shared_ptr<LoraHandle>> loras;
 
     ~ContextHandle() {
         if (ctx) {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from pyollama.llama.gguf import read_gguf_info
+from pyollama.store.convert.safetensors import SafetensorsModel
 
 REPO = Path(__file__).resolve().parents[3]
 VOCAB_DIR = REPO / "vendor" / "llama.cpp" / "models"
 
 BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
 BYTE_LEVEL_NO_REGEX = {**BYTE_LEVEL, "use_regex": False}
+SMALL_BPE_VOCAB = 260
 
 
 def site_package_dir(name: str) -> Path:
@@ -221,3 +224,64 @@ def write_checkpoint_dir(
         else:
             target.write_text(json.dumps(content), encoding="utf-8")
     return path
+
+
+def byte_level_alphabet() -> list[str]:
+    """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
+
+
+def small_bpe_tokenizer() -> dict[str, Any]:
+    """A 260-token byte-level BPE tokenizer.json: the 256 bytes, three merges, <|endoftext|> (259)."""
+    tokens = byte_level_alphabet() + ["Ġt", "he", "Ġthe", "<|endoftext|>"]
+    return {
+        "added_tokens": [{"id": 259, "content": "<|endoftext|>", "special": True}],
+        "pre_tokenizer": BYTE_LEVEL,
+        "post_processor": {"type": "ByteLevel"},
+        "model": {
+            "type": "BPE",
+            "vocab": {t: i for i, t in enumerate(tokens)},
+            "merges": ["Ġ t", "h e", "Ġt he"],
+        },
+    }
+
+
+def llama_reference_logits(src: Path, ids: list[int]) -> np.ndarray[Any, Any]:
+    """Last-position logits of HF's Llama forward (rotate_half rope, GQA, SwiGLU) in numpy."""
+    cfg = json.loads((src / "config.json").read_text())
+    st = SafetensorsModel.open_dir(src)
+    w = {name: st.load_float32(name).astype(np.float64) for name in st.names()}
+    d, n_head, n_kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd, n = d // n_head, len(ids)
+
+    def rms(x: np.ndarray[Any, Any], weight: str) -> np.ndarray[Any, Any]:
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + cfg["rms_norm_eps"]) * w[weight]
+
+    angles = np.outer(np.arange(n), 1 / cfg["rope_theta"] ** (np.arange(0, hd, 2) / hd))
+    cos, sin = np.cos(np.concatenate([angles, angles], -1)), np.sin(np.concatenate([angles, angles], -1))
+
+    def rope(t: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return t * cos + np.concatenate([-t[..., hd // 2 :], t[..., : hd // 2]], -1) * sin
+
+    x = w["model.embed_tokens.weight"][ids]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = rms(x, p + "input_layernorm.weight")
+
+        def proj(name: str, heads: int, h: np.ndarray[Any, Any] = h, p: str = p) -> np.ndarray[Any, Any]:
+            y = h @ w[p + f"self_attn.{name}_proj.weight"].T + w.get(p + f"self_attn.{name}_proj.bias", 0.0)
+            return y.reshape(n, heads, hd).transpose(1, 0, 2)
+
+        q, k, v = rope(proj("q", n_head)), rope(proj("k", n_kv)), proj("v", n_kv)
+        k, v = np.repeat(k, n_head // n_kv, 0), np.repeat(v, n_head // n_kv, 0)
+        scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd) + np.triu(np.full((n, n), -np.inf), 1)
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        x = x + (probs @ v).transpose(1, 0, 2).reshape(n, -1) @ w[p + "self_attn.o_proj.weight"].T
+        h = rms(x, p + "post_attention_layernorm.weight")
+        gate, up = h @ w[p + "mlp.gate_proj.weight"].T, h @ w[p + "mlp.up_proj.weight"].T
+        x = x + (gate / (1 + np.exp(-gate)) * up) @ w[p + "mlp.down_proj.weight"].T
+    head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
+    return np.asarray(rms(x, "model.norm.weight")[-1] @ head.T)

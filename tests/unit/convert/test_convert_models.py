@@ -9,7 +9,14 @@ from typing import Any
 import gguf
 import numpy as np
 import pytest
-from convert_helpers import BYTE_LEVEL, llama_weights, tiny_config, write_checkpoint_dir, write_safetensors
+from convert_helpers import (
+    SMALL_BPE_VOCAB,
+    llama_weights,
+    small_bpe_tokenizer,
+    tiny_config,
+    write_checkpoint_dir,
+    write_safetensors,
+)
 
 from pyollama.store.convert import (
     ConvertError,
@@ -19,29 +26,7 @@ from pyollama.store.convert import (
 )
 from pyollama.store.convert.llama import rope_interleave
 
-
-def _byte_level_alphabet() -> list[str]:
-    """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = iter(range(256, 512))
-    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
-
-
-def _small_tokenizer() -> dict[str, Any]:
-    tokens = _byte_level_alphabet() + ["Ġt", "he", "Ġthe", "<|endoftext|>"]
-    return {
-        "added_tokens": [{"id": 259, "content": "<|endoftext|>", "special": True}],
-        "pre_tokenizer": BYTE_LEVEL,
-        "post_processor": {"type": "ByteLevel"},
-        "model": {
-            "type": "BPE",
-            "vocab": {t: i for i, t in enumerate(tokens)},
-            "merges": ["Ġ t", "h e", "Ġt he"],
-        },
-    }
-
-
-N_VOCAB = 260
+N_VOCAB = SMALL_BPE_VOCAB
 
 
 def _llama_dir(
@@ -54,7 +39,7 @@ def _llama_dir(
         config,
         weights,
         {
-            "tokenizer.json": _small_tokenizer(),
+            "tokenizer.json": small_bpe_tokenizer(),
             "tokenizer_config.json": {"eos_token": "<|endoftext|>"},
         },
         dtype,

@@ -7,7 +7,6 @@ llama.cpp's `ggml-vocab-*.gguf.out` files for the decoder vocabularies).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from convert_helpers import (
     BYTE_LEVEL_NO_REGEX,
     bpe_tokenizer_json,
+    llama_reference_logits,
     llama_weights,
     sentencepiece_model,
     tiny_config,
@@ -108,45 +108,6 @@ def minilm_reference(st: SafetensorsModel, ids: list[int]) -> np.ndarray[Any, An
         x = norm(x + lin(0.5 * h * (1 + _erf(h / math.sqrt(2))), "output.dense"), p + "output.LayerNorm")
     pooled = x.mean(0)
     return pooled / np.linalg.norm(pooled)
-
-
-def llama_reference_logits(src: Path, ids: list[int]) -> np.ndarray[Any, Any]:
-    """Last-position logits of HF's Llama forward (rotate_half rope, GQA, SwiGLU) in numpy."""
-    cfg = json.loads((src / "config.json").read_text())
-    st = SafetensorsModel.open_dir(src)
-    w = {name: st.load_float32(name).astype(np.float64) for name in st.names()}
-    d, n_head, n_kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    hd, n = d // n_head, len(ids)
-
-    def rms(x: np.ndarray[Any, Any], weight: str) -> np.ndarray[Any, Any]:
-        return x / np.sqrt((x * x).mean(-1, keepdims=True) + cfg["rms_norm_eps"]) * w[weight]
-
-    angles = np.outer(np.arange(n), 1 / cfg["rope_theta"] ** (np.arange(0, hd, 2) / hd))
-    cos, sin = np.cos(np.concatenate([angles, angles], -1)), np.sin(np.concatenate([angles, angles], -1))
-
-    def rope(t: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        return t * cos + np.concatenate([-t[..., hd // 2 :], t[..., : hd // 2]], -1) * sin
-
-    x = w["model.embed_tokens.weight"][ids]
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        h = rms(x, p + "input_layernorm.weight")
-
-        def proj(name: str, heads: int, h: np.ndarray[Any, Any] = h, p: str = p) -> np.ndarray[Any, Any]:
-            y = h @ w[p + f"self_attn.{name}_proj.weight"].T + w.get(p + f"self_attn.{name}_proj.bias", 0.0)
-            return y.reshape(n, heads, hd).transpose(1, 0, 2)
-
-        q, k, v = rope(proj("q", n_head)), rope(proj("k", n_kv)), proj("v", n_kv)
-        k, v = np.repeat(k, n_head // n_kv, 0), np.repeat(v, n_head // n_kv, 0)
-        scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd) + np.triu(np.full((n, n), -np.inf), 1)
-        probs = np.exp(scores - scores.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        x = x + (probs @ v).transpose(1, 0, 2).reshape(n, -1) @ w[p + "self_attn.o_proj.weight"].T
-        h = rms(x, p + "post_attention_layernorm.weight")
-        gate, up = h @ w[p + "mlp.gate_proj.weight"].T, h @ w[p + "mlp.up_proj.weight"].T
-        x = x + (gate / (1 + np.exp(-gate)) * up) @ w[p + "mlp.down_proj.weight"].T
-    head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-    return np.asarray(rms(x, "model.norm.weight")[-1] @ head.T)
 
 
 def test_minilm_tokenization_matches_hf_tokenizer(minilm_gguf: ConvertResult) -> None:

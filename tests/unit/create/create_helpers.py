@@ -50,7 +50,7 @@ def tiny_llama_tensors(n_vocab: int, seed: int = 0) -> dict[str, np.ndarray[Any,
 
 
 def write_tiny_llama(path: Path, dtype: str = "F16", split_max_tensors: int = 0) -> Path:
-    """A runnable random Llama GGUF (F16, F32 or Q8_0 weights); split into parts when asked."""
+    """A runnable random Llama GGUF (F16, F32, BF16 or Q8_0 weights); split into parts when asked."""
     vocab = read_gguf_info(VOCAB_SPM).metadata
     # The first 1024 pieces (specials, the 256 byte tokens, the most frequent merges) form a
     # complete SentencePiece vocabulary: small weights, fast quantization.
@@ -65,7 +65,7 @@ def write_tiny_llama(path: Path, dtype: str = "F16", split_max_tensors: int = 0)
     writer.add_head_count_kv(N_HEAD)
     writer.add_rope_dimension_count(N_EMBD // N_HEAD)
     writer.add_layer_norm_rms_eps(1e-5)
-    file_types = {"F32": 0, "F16": 1, "Q8_0": 7}
+    file_types = {"F32": 0, "F16": 1, "Q8_0": 7, "BF16": 32}
     writer.add_file_type(file_types[dtype])
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
@@ -80,8 +80,8 @@ def write_tiny_llama(path: Path, dtype: str = "F16", split_max_tensors: int = 0)
         elif dtype == "F16":
             writer.add_tensor(name, data.astype(np.float16))
         else:
-            quantized = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
-            writer.add_tensor(name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            qtype = gguf.GGMLQuantizationType[dtype]
+            writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -124,20 +124,26 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def write_lora(path: Path, rank: int = 4, arch: str = "llama") -> Path:
-    """A LoRA adapter GGUF for the tiny Llama (llama.cpp's layout: lora_a is [n_in, r], lora_b [r, n_out])."""
+def write_lora(
+    path: Path, rank: int = 4, arch: str = "llama", *, scale: float = 0.01, targets: tuple[str, ...] = ("attn_q",)
+) -> Path:
+    """A LoRA adapter GGUF for the tiny Llama (llama.cpp's layout: lora_a is [n_in, r], lora_b [r, n_out]).
+
+    `targets` are square attention matrices (attn_q, attn_k, attn_v, attn_output); A and B are
+    normal with standard deviation `scale` (0.01 barely moves the model; 0.5 changes its output)."""
     rng = np.random.default_rng(1)
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_string("general.type", "adapter")
     writer.add_string("adapter.type", "lora")
     writer.add_float32("adapter.lora.alpha", float(rank))
     for i in range(N_LAYER):
-        writer.add_tensor(
-            f"blk.{i}.attn_q.weight.lora_a", (rng.standard_normal((rank, N_EMBD)) * 0.01).astype(np.float32)
-        )
-        writer.add_tensor(
-            f"blk.{i}.attn_q.weight.lora_b", (rng.standard_normal((N_EMBD, rank)) * 0.01).astype(np.float32)
-        )
+        for target in targets:
+            writer.add_tensor(
+                f"blk.{i}.{target}.weight.lora_a", (rng.standard_normal((rank, N_EMBD)) * scale).astype(np.float32)
+            )
+            writer.add_tensor(
+                f"blk.{i}.{target}.weight.lora_b", (rng.standard_normal((N_EMBD, rank)) * scale).astype(np.float32)
+            )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
