@@ -20,8 +20,8 @@ import requests
 from create_api_helpers import make
 from flask.testing import FlaskClient
 
-from pyollama.store.create import CreateRequest
 from pyollama.store.blobs import hash_file
+from pyollama.store.create import CreateRequest
 from pyollama.store.manifests import MEDIA_MODEL, Store
 from pyollama.store.names import ModelName
 
