@@ -9,7 +9,8 @@ model, in a rotating order:
 - pyollama: `pull_model` into a fresh store, end to end (manifest, blob download, sha256
   verification, fsync, rename, manifest write), with the default `TransferOptions` (layers over
   `part_threshold` split into byte ranges, fetched by one connection that more join only while
-  each is slower than `fast_connection_rate`), with ranges disabled (one GET per blob), and,
+  each is slower than `fast_connection_rate`; a fast lone connection takes all the ranges after
+  its first in one request), with ranges disabled (one GET per blob), and,
   with `--modes` naming `forced`, with connections added every `ramp_interval` regardless of
   their speed (up to `max_connections`, as on a per-connection-limited CDN);
 - curl: one `curl` process fetching the manifest and the same blobs sequentially over one
@@ -192,7 +193,7 @@ def table(targets: list[Target], results: dict[str, Samples], modes: list[str]) 
         curl_cpu = statistics.median(c.cpu + s.cpu for c, s in zip(res.curl, res.sha, strict=True))
         parts = math_parts(target.big, TransferOptions())
         conns = TransferOptions().max_connections
-        labels = {"default": f"default ({parts} ranges, 1-{conns} conns by speed)",
+        labels = {"default": f"default ({parts} ranges, 1-{conns} conns by speed; fast: 2 GETs)",
                   "single": "disabled (1 GET per blob)",
                   "forced": f"{parts} ranges, conns doubled to {conns}"}
         for mode in modes:

@@ -17,7 +17,9 @@ import os
 import shutil
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -242,19 +244,47 @@ def human_ns(ns: int) -> str:
     return f"{seconds * 1e6:.6g}µs"
 
 
+def human_eta(seconds: float) -> str:
+    """Time left as Ollama's progress bar shows it: `42s`, `3m05s`, `1h02m`."""
+    seconds = max(0, math.ceil(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+@dataclass
+class _LayerProgress:
+    """One layer's byte counts over time, for its rate (over the last `RATE_WINDOW` seconds)."""
+
+    started: float
+    start_bytes: int
+    samples: deque[tuple[float, int]]
+    printed_at: float | None = None  # non-tty: when its last line was printed
+    done: bool = False
+
+
 class ProgressPrinter:
     """Per-layer progress lines for pull, push and uploads: percent, bar, bytes, rate, time left.
 
-    On a terminal the current layer's line is rewritten in place; elsewhere a line is
-    printed when a layer starts and when it completes.
+    On a terminal the current layer's line is rewritten in place. Elsewhere (a pipe, a log)
+    a layer gets a line when it starts, one every `log_interval` seconds while it runs (so a
+    long download shows its rate and time left in the log too), and one when it completes,
+    with its average rate and duration. `clock` is for tests.
     """
 
-    def __init__(self, out: IO[str] | None = None) -> None:
+    RATE_WINDOW = 10.0  # seconds of samples the rate is computed over
+    MIN_ELAPSED = 0.2  # no rate before this much time: it would be noise
+
+    def __init__(self, out: IO[str] | None = None, *, log_interval: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.out = out or sys.stdout
         self.tty = self.out.isatty()
+        self.log_interval = log_interval
+        self.clock = clock
         self._current: str | None = None
-        self._starts: dict[str, tuple[float, int]] = {}
-        self._printed_done: set[str] = set()
+        self._layers: dict[str, _LayerProgress] = {}
 
     def _width(self) -> int:
         return shutil.get_terminal_size((100, 20)).columns
@@ -269,32 +299,58 @@ class ProgressPrinter:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def layer(self, key: str, label: str, completed: int, total: int) -> None:
-        now = time.monotonic()
-        start = self._starts.setdefault(key, (now, completed))
-        elapsed = now - start[0]
-        rate = (completed - start[1]) / elapsed if elapsed > 0.2 else 0.0
-        left = (total - completed) / rate if rate > 0 else None
-        pct = int(100 * completed / total) if total else 100
+    def _track(self, key: str, completed: int, now: float) -> _LayerProgress:
+        state = self._layers.get(key)
+        if state is None:
+            state = self._layers[key] = _LayerProgress(now, completed, deque())
+        state.samples.append((now, completed))
+        while len(state.samples) > 2 and now - state.samples[1][0] >= self.RATE_WINDOW:
+            state.samples.popleft()
+        return state
+
+    def _rate(self, state: _LayerProgress) -> float:
+        (t0, b0), (t1, b1) = state.samples[0], state.samples[-1]
+        return (b1 - b0) / (t1 - t0) if t1 - t0 >= self.MIN_ELAPSED else 0.0
+
+    def _line(self, label: str, completed: int, total: int, state: _LayerProgress, now: float) -> str:
+        pct = min(100, int(100 * completed / total)) if total else 100
         bar_width = 20
         filled = bar_width * pct // 100
         bar = "█" * filled + " " * (bar_width - filled)
         parts = [f"{label} {pct:3d}% ▕{bar}▏ {human_bytes(completed)}/{human_bytes(total)}"]
-        if rate > 0 and completed < total:
+        if completed >= total:
+            # Finished: the average over the whole layer, and how long it took.
+            elapsed = now - state.started
+            if elapsed >= self.MIN_ELAPSED and completed > state.start_bytes:
+                parts.append(f"{human_bytes(int((completed - state.start_bytes) / elapsed))}/s")
+                parts.append(f"in {human_eta(elapsed)}")
+            return " ".join(parts)
+        rate = self._rate(state)
+        if rate > 0:
             parts.append(f"{human_bytes(int(rate))}/s")
-            if left is not None:
-                parts.append(f"{int(left // 60)}m{int(left % 60):02d}s" if left >= 60 else f"{int(left)}s")
-        line = " ".join(parts)
+            parts.append(human_eta((total - completed) / rate))
+        return " ".join(parts)
+
+    def layer(self, key: str, label: str, completed: int, total: int) -> None:
+        now = self.clock()
+        state = self._track(key, completed, now)
+        if state.done:
+            return
+        finished = completed >= total
+        line = self._line(label, completed, total, state, now)
         if self.tty:
             if self._current != key:
                 self._end_line()
-            self.out.write("\r" + line[: self._width() - 1].ljust(min(len(line), self._width() - 1)))
+            width = self._width() - 1
+            # Padded to the width: the previous, longer line must not show through.
+            self.out.write("\r" + line[:width].ljust(width))
             self._current = key
-        elif self._current != key or (completed >= total and key not in self._printed_done):
+        elif (self._current != key or finished or state.printed_at is None
+              or now - state.printed_at >= self.log_interval):
             self.out.write(line + "\n")
             self._current = key
-            if completed >= total:
-                self._printed_done.add(key)
+            state.printed_at = now
+        state.done = finished
         self.out.flush()
 
     def event(self, event: dict[str, Any]) -> None:
@@ -360,6 +416,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # Model blobs can be many GB; waitress spools bodies to disk, never to memory.
             max_request_body_size=1 << 42,
             channel_timeout=600,
+            # read ahead on each connection, so a client that hangs up during a stream:false
+            # generation is noticed (waitress.client_disconnected) and its generation cancelled
+            channel_request_lookahead=1,
             ident="pyollama",
         )
     finally:

@@ -151,11 +151,13 @@ class BlobStore:
         actual, _ = hash_file(self.partial_path(canonical))
         self.commit_hashed_partial(canonical, actual)
 
-    def commit_hashed_partial(self, digest: str, actual: str, *, sync_dir: bool = True) -> None:
+    def commit_hashed_partial(self, digest: str, actual: str, *, sync_data: bool = True,
+                              sync_dir: bool = True) -> None:
         """Rename a finished `-partial` download into place, given `actual`: the
         `sha256:<hex>` the caller computed over exactly the partial's bytes while writing them,
         so the file is not read a second time. A mismatch deletes the partial.
 
+        `sync_data=False` is for a caller that fsynced the partial after its last write.
         `sync_dir=False` leaves the rename's durability to the caller, which commits several
         blobs and then calls `fsync_dir(self.dir)` once (before anything refers to them)."""
         canonical = parse_digest(digest)
@@ -163,8 +165,9 @@ class BlobStore:
         if actual != canonical:
             partial.unlink(missing_ok=True)
             raise DigestMismatchError("digest mismatch, file must be downloaded again")
-        with open(partial, "rb+") as f:
-            os.fsync(f.fileno())
+        if sync_data:
+            with open(partial, "rb+") as f:
+                os.fsync(f.fileno())
         os.chmod(partial, 0o644)
         os.replace(partial, self.path(canonical))
         if sync_dir:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,13 +13,25 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import ollama
 import pytest
 import requests
 
-from pyollama.cli import Client, ProgressPrinter, build_parser, human_bytes, human_time, main, upload_files
+from pyollama.cli import (
+    Client,
+    ProgressPrinter,
+    build_parser,
+    human_bytes,
+    human_eta,
+    human_time,
+    main,
+    upload_files,
+)
 from pyollama.store.manifests import Store
-from tests.server.conftest import LiveServer, free_port
+from pyollama.store.names import ModelName
+from tests.server.conftest import LiveServer, add_model, free_port
 
 
 @pytest.fixture
@@ -129,6 +142,67 @@ def test_progress_printer_prints_layer_start_and_completion_when_not_a_tty() -> 
     assert lines[-1] == "success"
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def layer_event(done: int, total: int = 10_000_000) -> dict[str, object]:
+    return {"status": "pulling abc", "digest": "sha256:abc", "total": total, "completed": done}
+
+
+def test_progress_printer_logs_rate_and_time_left_when_not_a_tty() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    printer = ProgressPrinter(out, log_interval=5.0, clock=clock)
+    printer.event({"status": "pulling manifest"})
+    for now, done in ((0, 0), (1, 1_000_000), (6, 6_000_000), (8, 8_000_000), (10, 10_000_000), (10.1, 10_000_000)):
+        clock.now = now
+        printer.event(layer_event(done))
+    printer.event({"status": "success"})
+    printer.finish()
+    assert out.getvalue().splitlines() == [
+        "pulling manifest",
+        "pulling abc   0% ▕                    ▏ 0 B/10 MB",
+        # 5 s after the last line: bytes, rate over the window, time left.
+        "pulling abc  60% ▕████████████        ▏ 6 MB/10 MB 1 MB/s 4s",
+        # Completion: average rate and duration; the repeated final event prints nothing.
+        "pulling abc 100% ▕████████████████████▏ 10 MB/10 MB 1 MB/s in 10s",
+        "success",
+    ]
+
+
+def test_progress_printer_rewrites_line_with_rate_and_time_left_on_a_tty(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("COLUMNS", "80")
+    out, clock = Terminal(), FakeClock()
+    printer = ProgressPrinter(out, clock=clock)
+    printer.event({"status": "pulling manifest"})
+    for now, done in ((0, 0), (2, 2_000_000), (4, 6_000_000), (5, 10_000_000)):
+        clock.now = now
+        printer.event(layer_event(done))
+    printer.event({"status": "success"})
+    text = out.getvalue()
+    assert text.startswith("pulling manifest\n\r") and text.endswith("\nsuccess\n")
+    frames = text.removeprefix("pulling manifest\n").removesuffix("\nsuccess\n").split("\r")[1:]
+    assert all(len(frame) == 79 for frame in frames)  # padded to the terminal width, rewritten in place
+    assert [frame.rstrip() for frame in frames] == [
+        "pulling abc   0% ▕                    ▏ 0 B/10 MB",
+        "pulling abc  20% ▕████                ▏ 2 MB/10 MB 1 MB/s 8s",
+        "pulling abc  60% ▕████████████        ▏ 6 MB/10 MB 1.5 MB/s 3s",
+        "pulling abc 100% ▕████████████████████▏ 10 MB/10 MB 2 MB/s in 5s",
+    ]
+
+
+def test_human_eta_formats_seconds_minutes_hours() -> None:
+    assert [human_eta(s) for s in (0, 2.3, 59, 185, 3725)] == ["0s", "3s", "59s", "3m05s", "1h02m"]
+
+
 def test_parser_knows_ollama_commands() -> None:
     parser = build_parser()
     args = parser.parse_args(["run", "m", "hello", "world", "--keepalive", "5m", "--think=false"])
@@ -168,3 +242,88 @@ def test_serve_imports_bundled_models_and_answers(tmp_path: Path, smollm2_models
         output, _ = proc.communicate(timeout=30)
     assert f"Listening on 127.0.0.1:{port}" in output
     assert "backends:" in output
+
+
+# -- with SmolLM2 loaded (the shared inference server) ---------------------------------------------
+
+MODEL = "smollm2:135m"
+
+
+@pytest.fixture
+def smollm2_env(inference_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> LiveServer:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{inference_server.port}")
+    return inference_server
+
+
+def test_cli_ps_lists_loaded_model_and_stop_unloads_it(smollm2_env: LiveServer,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    requests.post(f"{smollm2_env.url}/api/generate", json={"model": MODEL, "keep_alive": "10m"}, timeout=120)
+    (loaded,) = requests.get(f"{smollm2_env.url}/api/ps", timeout=10).json()["models"]
+    assert main(["ps"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
+    cells = re.split(r"\s{2,}", row.strip())
+    assert cells[:5] == [MODEL, loaded["digest"][:12], human_bytes(loaded["size"]), "100% CPU", "2048"]
+    assert re.fullmatch(r"(9|10) minutes from now", cells[5])
+    assert main(["stop", MODEL]) == 0
+    assert capsys.readouterr().out == ""
+    assert requests.get(f"{smollm2_env.url}/api/ps", timeout=10).json()["models"] == []
+    assert main(["ps"]) == 0
+    assert [line.split() for line in capsys.readouterr().out.splitlines()] == [header.split()]
+
+
+class _Terminal(io.StringIO):
+    """Typed lines, as `run` reads them from a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_run_interactive_chats_with_history_until_bye(smollm2_env: LiveServer, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    store: Store = smollm2_env.app.extensions["pyollama"].store
+    weights = store.load_record(ModelName.parse(MODEL)).model_path
+    assert weights is not None
+    # greedy and short: the same replies every time, quickly
+    add_model(store, "smollm2-brief", weights, params={"temperature": 0, "seed": 1, "num_predict": 8})
+    client = ollama.Client(host=smollm2_env.url)
+    first, second = "My name is Ada.", "What is my name?"
+    reply1 = client.chat(model="smollm2-brief", messages=[{"role": "user", "content": first}]).message.content
+    history: list[dict[str, Any]] = [{"role": "user", "content": first}, {"role": "assistant", "content": reply1},
+               {"role": "user", "content": second}]
+    reply2 = client.chat(model="smollm2-brief", messages=history).message.content
+    without_history = client.chat(model="smollm2-brief", messages=history[-1:]).message.content
+    assert reply1 and reply2 and without_history and reply2 != without_history  # so the second reply shows the history was sent
+
+    monkeypatch.setattr("sys.stdin", _Terminal(f"{first}\n\n/help\n{second}\n/bye\nnever read\n"))
+    assert main(["run", "smollm2-brief", "--keepalive", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(">>> ") == 5  # first, empty line, /help, second, /bye
+    assert reply1 in out and reply2 in out and without_history not in out
+    assert out.index(reply1) < out.index("Available Commands:") < out.index(reply2)
+    assert "never read" not in out
+
+
+def test_serve_binds_ollama_host_without_flags(tmp_path: Path, smollm2_models: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(smollm2_models, models, copy_function=os.link)
+    port = free_port()
+    env = {**os.environ, "OLLAMA_MODELS": str(models), "OLLAMA_HOST": f"127.0.0.1:{port}"}
+    proc = subprocess.Popen([sys.executable, "-m", "pyollama", "serve"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("pyollama serve did not start") from None
+                time.sleep(0.2)
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text == "Ollama is running"
+        assert requests.get(f"http://127.0.0.1:{port}/api/version", timeout=10).json()["version"]
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    assert f"Listening on 127.0.0.1:{port} " in output

@@ -1,8 +1,12 @@
-"""Fixtures for the registry end-to-end tests; the machinery is in registry_support.py."""
+"""Fixtures for the registry end-to-end tests; the machinery is in registry_support.py.
+The `pyollama` server fixtures run the real app on waitress on a loopback port."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,11 @@ from registry_support import (
     start_token_registry,
 )
 
+from pyollama.config import Config
+from pyollama.server import create_app
+from pyollama.store.bundled import BUNDLED_MODELS, import_bundled_models
 from pyollama.store.manifests import Store
+from tests.server.conftest import LiveServer, start_server, stop_server
 
 
 @pytest.fixture
@@ -57,3 +65,41 @@ def make_store(tmp_path: Path) -> Callable[[str], Store]:
         return Store(tmp_path / f"models-{label}")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smollm2_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models dir with `smollm2:135m` imported from its package, once per session."""
+    root = tmp_path_factory.mktemp("smollm2-seed") / "models"
+    smollm2 = tuple(m for m in BUNDLED_MODELS if m.name == "smollm2:135m")
+    assert import_bundled_models(Store(root), smollm2) == ["smollm2:135m"]
+    return root
+
+
+def serve(models: Path) -> Iterator[LiveServer]:
+    """A server over `models` for the duration of a fixture; one model loaded at a time."""
+    config = replace(Config.from_env({"HOME": str(models.parent)}), models=models, num_parallel=1,
+                     context_length=2048, num_threads=2)
+    app = create_app(config)
+    server, running = start_server(app)
+    try:
+        yield server
+    finally:
+        stop_server(running)
+        app.extensions["pyollama"].close()
+
+
+@pytest.fixture
+def smollm2_server(smollm2_seed: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """A server over a private copy of the seed store (hard links: the store replaces files
+    atomically and deletes only its own links)."""
+    models = tmp_path / "models"
+    shutil.copytree(smollm2_seed, models, copy_function=os.link)
+    yield from serve(models)
+
+
+@pytest.fixture
+def empty_server(tmp_path: Path) -> Iterator[LiveServer]:
+    models = tmp_path / "models"
+    models.mkdir()
+    yield from serve(models)

@@ -252,6 +252,7 @@ class RecordingProxy:
         self.lock = threading.Lock()
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
+        self.max_blobs_in_flight = 0  # most blob bodies being sent at once, any digests
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -278,6 +279,7 @@ class RecordingProxy:
         with self.lock:
             self.log.clear()
             self.max_in_flight.clear()
+            self.max_blobs_in_flight = 0
         self.rules = ProxyRules()
 
     def wait_idle(self, timeout: float = 10.0) -> None:
@@ -342,6 +344,7 @@ class RecordingProxy:
             with self.lock:
                 self.in_flight[digest] = self.in_flight.get(digest, 0) + 1
                 self.max_in_flight[digest] = max(self.max_in_flight.get(digest, 0), self.in_flight[digest])
+                self.max_blobs_in_flight = max(self.max_blobs_in_flight, sum(self.in_flight.values()))
         try:
             while True:
                 data = resp.read(rules.chunk if digest else 64 * 1024)

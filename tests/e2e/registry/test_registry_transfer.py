@@ -126,6 +126,26 @@ def test_pull_large_layer_fetches_ranges_in_parallel(proxy: RecordingProxy, make
     assert_same_blobs(dst, model.blobs)
 
 
+def test_pull_fetches_small_blobs_at_once_and_reports_in_layer_order(
+    proxy: RecordingProxy, make_store: Callable[[str], Store]
+) -> None:
+    src, dst = make_store("src"), make_store("dst")
+    name = proxy.name()
+    model = write_model(src, name, [100_000, 3000, 2000, 1000])
+    push(src, name)
+    proxy.reset()
+    proxy.rules.delay_per_chunk, proxy.rules.chunk = 0.2, 16 * 1024  # the large layer takes 1.4 s
+    lines = pull(dst, name, small_options(prefetch_size=4096, prefetch_connections=3))
+    # The three small layers and the config were in flight together, while the large one downloaded.
+    assert proxy.max_blobs_in_flight >= 3
+    order = [layer.digest for layer in model.manifest.layers] + [model.manifest.config.digest]
+    seen = [line.digest for line in lines if line.digest]
+    assert [d for i, d in enumerate(seen) if i == 0 or seen[i - 1] != d] == order
+    assert statuses(lines)[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    assert_same_blobs(dst, model.blobs)
+    assert leftovers(dst) == []
+
+
 def test_pull_resumes_after_connection_cut_without_refetching(
     proxy: RecordingProxy, make_store: Callable[[str], Store]
 ) -> None:
@@ -196,6 +216,40 @@ def test_pull_killed_half_way_resumes_only_missing_bytes(
     assert proxy.blob_bytes(big.digest) == big.size - have
     first = next(line for line in lines if line.digest == big.digest)
     assert (first.completed or 0) >= have  # progress starts from what was on disk
+    assert_same_blobs(dst, model.blobs)
+    assert leftovers(dst) == []
+
+
+def write_partial(store: Store, digest: str, data: bytes, part: int, completed: list[int]) -> None:
+    """A partial download as Ollama leaves it: the data file at full size, holding the first
+    `completed[n]` bytes of each part, and one `-partial-<n>` JSON state per part."""
+    base = store.blobs.dir / f"sha256-{digest_hex(digest)}-partial"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    content = bytearray(len(data))  # zeros where nothing was downloaded
+    for n, done in enumerate(completed):
+        content[n * part: n * part + done] = data[n * part: n * part + done]
+        size = min(part, len(data) - n * part)
+        state = {"N": n, "Offset": n * part, "Size": size, "Completed": done}
+        base.with_name(f"{base.name}-{n}").write_text(json.dumps(state))
+    base.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize("completed", [[262144, 100_000, 262144, 0], [262144] * 4])
+def test_pull_resumes_from_ollama_partial_states(
+    proxy: RecordingProxy, make_store: Callable[[str], Store], completed: list[int]
+) -> None:
+    src, dst = make_store("src"), make_store("dst")
+    name = proxy.name()
+    model = write_model(src, name, [1 << 20])
+    push(src, name)
+    proxy.reset()
+    big = model.big
+    write_partial(dst, big.digest, model.blobs[big.digest], 262144, completed)
+    pull(dst, name, small_options(part_threshold=256 * 1024, max_parts=4))
+    missing = [(n * 262144 + done, (n + 1) * 262144 - 1) for n, done in enumerate(completed) if done < 262144]
+    ranges = proxy.blob_ranges(big.digest)
+    assert (spans(ranges) if ranges else []) == missing  # exactly the bytes not on disk, nothing when complete
+    assert proxy.blob_bytes(big.digest) == big.size - sum(completed)
     assert_same_blobs(dst, model.blobs)
     assert leftovers(dst) == []
 
@@ -475,7 +529,9 @@ def _smollm2_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def test_push_pull_real_gguf_uses_parallel_ranges(proxy: RecordingProxy, make_store: Callable[[str], Store]) -> None:
+def test_push_pull_real_gguf_default_options_ranges_tile_the_blob(
+    proxy: RecordingProxy, make_store: Callable[[str], Store]
+) -> None:
     src, dst = make_store("src"), make_store("dst")
     digest, size = src.blobs.add_file(_smollm2_path())
     config = src.blobs.write_bytes(b'{"model_format":"gguf","model_family":"llama"}')
@@ -488,10 +544,57 @@ def test_push_pull_real_gguf_uses_parallel_ranges(proxy: RecordingProxy, make_st
     assert patches == [config[1], size - (64 << 20), 64 << 20]
     proxy.reset()
     pull(dst, name, TransferOptions())
-    ranges = proxy.blob_ranges(digest)
-    assert len(ranges) == -(-size // (16 << 20)) and all(r and r.startswith("bytes=") for r in ranges)
+    # How many requests depends on the connection's speed (one 16 MiB range, then the rest in
+    # one request when it is fast); whatever it was, the ranges tile the blob exactly once.
+    assert spans(proxy.blob_ranges(digest))[0][0] == 0
+    assert_tiles(spans(proxy.blob_ranges(digest)), size)
     assert proxy.blob_bytes(digest) == size
     assert dst.blobs.path(digest).read_bytes() == src.blobs.path(digest).read_bytes()
+
+
+def spans(ranges: list[str | None]) -> list[tuple[int, int]]:
+    assert all(r and r.startswith("bytes=") for r in ranges), ranges
+    return sorted((int(a), int(b)) for a, b in (str(r).removeprefix("bytes=").split("-") for r in ranges))
+
+
+def assert_tiles(parts: list[tuple[int, int]], size: int) -> None:
+    assert parts[0][0] == 0 and parts[-1][1] == size - 1
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(parts))  # contiguous, no overlap
+
+
+def test_pull_fast_lone_connection_takes_the_rest_in_one_request(
+    proxy: RecordingProxy, make_store: Callable[[str], Store]
+) -> None:
+    src, dst = make_store("src"), make_store("dst")
+    name = proxy.name()
+    model = write_model(src, name, [2 * 1024 * 1024 + 123])
+    push(src, name)
+    proxy.reset()
+    # Every connection counts as fast: after its first range the lone one takes all the others.
+    pull(dst, name, small_options(part_threshold=256 * 1024, max_parts=8, fast_connection_rate=1.0))
+    size = model.big.size
+    part = -(-size // 8)
+    assert proxy.blob_ranges(model.big.digest) == [f"bytes=0-{part - 1}", f"bytes={part}-{size - 1}"]
+    assert proxy.blob_bytes(model.big.digest) == size
+    assert_same_blobs(dst, model.blobs)
+    assert leftovers(dst) == []
+
+
+def test_pull_one_connection_fetches_each_blob_in_one_request_and_resumes_after_cut(
+    proxy: RecordingProxy, make_store: Callable[[str], Store]
+) -> None:
+    src, dst = make_store("src"), make_store("dst")
+    name = proxy.name()
+    model = write_model(src, name, [2 * 1024 * 1024 + 123])
+    push(src, name)
+    proxy.reset()
+    size = model.big.size
+    proxy.rules.cut_after[model.big.digest] = 700_000  # inside the third of eight parts
+    pull(dst, name, small_options(part_threshold=256 * 1024, max_parts=8, max_connections=1))
+    assert proxy.blob_ranges(model.big.digest) == [f"bytes=0-{size - 1}", f"bytes=700000-{size - 1}"]
+    assert proxy.blob_bytes(model.big.digest) == size
+    assert_same_blobs(dst, model.blobs)
+    assert leftovers(dst) == []
 
 
 def test_registry_fixture_starts_fast_and_stops(tmp_path: Path) -> None:
