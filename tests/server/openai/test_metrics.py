@@ -4,8 +4,10 @@ prompt cache) over the shared store."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -111,12 +113,18 @@ def _settled(server: LiveServer, name: str) -> float:
     return current
 
 
-def _open_stream(server: LiveServer) -> requests.Response:
-    body = {"model": CHAT_MODEL, "stream": True, "messages": [{"role": "user", "content": "Count to fifty."}],
-            "options": {"temperature": 0, "num_predict": 500}}
-    response = requests.post(f"{server.url}/api/chat", json=body, stream=True, timeout=300)
-    next(response.iter_lines())  # generating now
-    return response
+@contextlib.contextmanager
+def _open_stream(server: LiveServer) -> Iterator[None]:
+    """A stream generating until the block ends. Its line iterator is kept alive meanwhile: when
+    it is dropped, urllib3 closes the connection, and the server cancels the stream at once."""
+    # a raw count goes on for thousands of tokens: the stream is still running whatever the speed
+    body = {"model": CHAT_MODEL, "stream": True, "raw": True, "prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,",
+            "options": {"temperature": 0, "num_predict": 4000}}
+    with requests.post(f"{server.url}/api/generate", json=body, stream=True, timeout=300) as response:
+        lines = response.iter_lines()
+        next(lines)  # generating now
+        yield
+        lines.close()
 
 
 def test_active_sequences_gauge_counts_a_stream_in_flight(make_server: LiveFactory) -> None:
