@@ -89,7 +89,8 @@ def test_full_queue_answers_503_with_ollamas_text(smollm2_models: Path) -> None:
     try:
         requests.post(f"{server.url}/api/generate", json={"model": MODEL, "prompt": ""}, timeout=120)  # load
         busy = requests.post(f"{server.url}/api/generate", json=long_body, stream=True, timeout=120)
-        next(busy.iter_lines())  # running in the only slot
+        busy_lines = busy.iter_lines()  # kept: dropping it would close the connection (and the stream)
+        next(busy_lines)  # running in the only slot
         # the second request waits in the queue (its answer only starts once it has a slot)
         waiter = threading.Thread(
             target=lambda: requests.post(f"{server.url}/api/generate", json={**long_body, "stream": False},
@@ -105,6 +106,7 @@ def test_full_queue_answers_503_with_ollamas_text(smollm2_models: Path) -> None:
         refused = requests.post(f"{server.url}/api/generate", json={**long_body, "stream": False}, timeout=120)
         assert refused.status_code == 503
         assert refused.json() == {"error": "server busy, please try again.  maximum pending requests exceeded"}
+        busy_lines.close()
         busy.close()
         waiter.join(timeout=300)
     finally:

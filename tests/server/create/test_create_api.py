@@ -284,10 +284,13 @@ def minilm_f32(store: Store, minilm: str) -> str:
 
 
 def _start_create(url: str, body: dict[str, Any]) -> tuple[requests.Response, dict[str, Any]]:
-    """POST a streaming create and read its first line; the response is left open."""
+    """POST a streaming create and read its first line; the response is left open (its line
+    iterator stays referenced: urllib3 closes the connection when that iterator is dropped)."""
     response = requests.post(f"{url}/api/create", json=body, stream=True, timeout=30)
     assert response.status_code == 200
-    first = next(response.iter_lines())
+    lines = response.iter_lines()
+    response.lines = lines  # type: ignore[attr-defined]
+    first = next(lines)
     return response, json.loads(first)
 
 
