@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from peers import llama_bench, llama_server, median, model_path, pyollama_server
+from peers import free_port, llama_bench, llama_server, median, model_path, pyollama_server, wait_http
 
 from pyollama.llama import Model
 from pyollama.store.bundled import import_bundled_models
@@ -178,11 +180,50 @@ def llama_cpp_python_tg(path: Path, threads: int, n: int) -> float | None:
     return median(rates)
 
 
+def llama_cpp_server_stream_rate(path: Path, threads: int, n: int, rounds: int = 3) -> float | None:
+    """llama-cpp-python's own OpenAI server (`python -m llama_cpp.server`), streamed completion,
+    timed by the client as `pyollama_stream_rate` times pyollama: first chunk to last."""
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+        return None
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--n_threads", str(threads),
+         "--n_threads_batch", str(threads), "--n_ctx", "1024", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir(),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/v1/models", timeout=120)
+        rates = []
+        body = {"prompt": chatml(PROMPTS[3]), "max_tokens": n, "temperature": 0, "stream": True}
+        for i in range(rounds + 1):
+            t_first = t_last = 0.0
+            count = 0
+            with requests.post(f"{url}/v1/completions", json=body, stream=True, timeout=600) as r:
+                r.raise_for_status()
+                for line in r.iter_lines():
+                    if not line.startswith(b"data: {"):
+                        continue
+                    count += 1
+                    t_last = time.perf_counter()
+                    if count == 1:
+                        t_first = t_last
+            if i and count > 1:  # the first round warms up
+                rates.append((count - 1) / (t_last - t_first))
+        return median(rates) if rates else None
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def bench_decode(path: Path, models: Path, args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
     """Aggregate and single-stream decode against llama-server, llama-bench and llama-cpp-python."""
     agg: dict[tuple[str, int], list[float]] = {}
     single_http: list[float] = []
     single_client: list[float] = []
+    bench_tg: list[float] = []
+    lcp_tg: list[float] = []
+    lcp_server_tg: list[float] = []
     ttft_short: list[float] = []
     for _ in range(args.rounds):
         with pyollama_server(models, threads=args.threads, n_parallel=8, ctx=1024) as url:
@@ -199,12 +240,20 @@ def bench_decode(path: Path, models: Path, args: argparse.Namespace) -> list[tup
                                "options": {"num_predict": 1}}, stream=True, timeout=60) as r:
                 next(r.iter_lines())
             ttft_short.append(time.perf_counter() - t0)
+        # the single-stream peers right after pyollama's own, in every round: this machine's speed
+        # drifts by 10% over minutes, so only measurements taken side by side compare
+        bench_tg.append(llama_bench(path, threads=args.threads, n_gen=N_GEN, reps=3)["tg"])
+        rate = llama_cpp_python_tg(path, args.threads, N_GEN)
+        if rate is not None:
+            lcp_tg.append(rate)
+        rate = llama_cpp_server_stream_rate(path, args.threads, N_GEN)
+        if rate is not None:
+            lcp_server_tg.append(rate)
         with llama_server(path, threads=args.threads, n_parallel=8, ctx_per_slot=1024) as url:
             server_generate(url, chatml("hi"), 4)
             for s in (1, 4, 8):
                 agg.setdefault(("llama-server", s), []).append(aggregate(server_generate, url, s))
-    bench_tg = [llama_bench(path, threads=args.threads, n_gen=N_GEN)["tg"] for _ in range(args.rounds)]
-    lcp = llama_cpp_python_tg(path, args.threads, N_GEN)
+    lcp = median(lcp_tg) if lcp_tg else None
 
     rows = []
     for s in (1, 4, 8):
@@ -220,6 +269,11 @@ def bench_decode(path: Path, models: Path, args: argparse.Namespace) -> list[tup
     if lcp:
         rows.append(("single-stream decode via HTTP", f"{median(single_http):.1f} tok/s",
                      f"llama-cpp-python: {lcp:.1f}", f"{median(single_http) / lcp:.2f}x"))
+    if lcp_server_tg:
+        rows.append(("single-stream decode via HTTP, timed by the client (streamed chunks)",
+                     f"{median(single_client):.1f} tok/s",
+                     f"llama-cpp-python's server (llama_cpp.server), same timing: {median(lcp_server_tg):.1f}",
+                     f"{median(single_client) / median(lcp_server_tg):.2f}x"))
     rows.append(("time to first token, short prompt, model loaded", f"{median(ttft_short) * 1000:.0f} ms", "", ""))
     return rows
 
