@@ -5,6 +5,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,6 +54,46 @@ constexpr int32_t kMaxThreads = 512;
 
 void check_threads(int32_t n) {
     if (n < 0 || n > kMaxThreads) raise_value("n_threads must be in [0, " + std::to_string(kMaxThreads) + "]");
+}
+
+// The CPU backend's thread-pool functions, looked up through its registry entry so that builds
+// that load backends as modules (GGML_BACKEND_DL) find them too; null when there is no CPU backend.
+struct ThreadpoolFns {
+    ggml_threadpool * (*make)(ggml_threadpool_params *) = nullptr;
+    void (*free)(ggml_threadpool *) = nullptr;
+};
+
+ThreadpoolFns cpu_threadpool_fns() {
+    ThreadpoolFns fns;
+    ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+    if (reg) {
+        fns.make = reinterpret_cast<decltype(fns.make)>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+        fns.free = reinterpret_cast<decltype(fns.free)>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+    }
+    if (!fns.make || !fns.free) fns = {};
+    return fns;
+}
+
+// Persistent CPU thread pools for the context, as llama-bench and llama-cli attach: ggml otherwise
+// creates a throw-away pool per graph compute (a thread start and join per token). Workers poll
+// briefly (ggml's default level, 50) before sleeping, so back-to-back decodes start at once.
+// Called with the context's mutex held or before the context is shared.
+void attach_threadpools(ContextHandle & h, int32_t n_threads, int32_t n_threads_batch) {
+    static const ThreadpoolFns fns = cpu_threadpool_fns();
+    if (!fns.make) return;
+    llama_detach_threadpool(h.ctx);
+    h.threadpool_free = fns.free;
+    h.free_threadpools();
+    ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
+    h.threadpool = fns.make(&tpp);
+    if (n_threads_batch != n_threads) {
+        ggml_threadpool_params tpp_batch = ggml_threadpool_params_default(n_threads_batch);
+        h.threadpool_batch = fns.make(&tpp_batch);
+    }
+    if (h.threadpool) {
+        // llama_attach_threadpool: a null batch pool means the decode pool serves batches too.
+        llama_attach_threadpool(h.ctx, h.threadpool, h.threadpool_batch);
+    }
 }
 
 // ggml_abort_callback: called from compute threads; true aborts the running decode.
@@ -103,6 +146,7 @@ ContextPtr make_context(ModelPtr model, uint32_t n_ctx, uint32_t n_batch, uint32
     if (!h->ctx) {
         raise_runtime("failed to create llama context (n_ctx=" + std::to_string(n_ctx) + ")");
     }
+    attach_threadpools(*h, p.n_threads, p.n_threads_batch);
     h->n_seq_max = llama_n_seq_max(h->ctx);
     h->n_batch = llama_n_batch(h->ctx);
     h->embeddings = embeddings;
@@ -172,6 +216,7 @@ void bind_context(py::module_ & m) {
             check_threads(nb);
             std::lock_guard<std::mutex> lock(h.mutex);
             llama_set_n_threads(h.ctx, n, nb > 0 ? nb : n);
+            if (h.threadpool) attach_threadpools(h, n, nb > 0 ? nb : n);  // pools are sized at creation
         }, py::arg("n_threads"), py::arg("n_threads_batch") = 0)
         .def("set_embeddings", [](ContextHandle & h, bool on) {
             std::lock_guard<std::mutex> lock(h.mutex);

@@ -96,10 +96,25 @@ struct ContextHandle {
     // (freed after llama_free, since members outlive the destructor's body)
     std::vector<std::shared_ptr<LoraHandle>> loras;
 
+    // ggml CPU thread pools attached to ctx (decode, batch; batch may be null = same pool). Without
+    // them ggml starts and joins fresh threads for every graph, i.e. for every generated token.
+    ggml_threadpool * threadpool = nullptr;
+    ggml_threadpool * threadpool_batch = nullptr;
+    void (*threadpool_free)(ggml_threadpool *) = nullptr;
+
     ~ContextHandle() {
         if (ctx) {
             llama_free(ctx);
         }
+        free_threadpools();
+    }
+
+    void free_threadpools() {
+        if (threadpool_free) {
+            if (threadpool_batch) threadpool_free(threadpool_batch);
+            if (threadpool) threadpool_free(threadpool);
+        }
+        threadpool = threadpool_batch = nullptr;
     }
 
     void check_output(int32_t i) const {
