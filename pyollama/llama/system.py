@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pyollama import _native
 
+log = logging.getLogger("pyollama.llama")
+
 _PACKAGE_DIR = str(Path(_native.__file__).resolve().parent)
+# Backends that only lend a device when one is there: RPC workers are registered later, by hand,
+# and the CPU (and BLAS, which runs on it) is always there.
+_NOT_ACCELERATORS = frozenset({"CPU", "RPC", "BLAS"})
+_checked = threading.Event()
 
 
 def init_backends() -> None:
-    """Initialise llama.cpp once; backends built as loadable modules are found next to the extension."""
+    """Initialise llama.cpp once; backends built as loadable modules are found next to the extension.
+    The first call says, in one log line, when a GPU backend was compiled in but found no device."""
     _native.backend_init(_PACKAGE_DIR)
+    if not _checked.is_set():
+        _checked.set()
+        message = cpu_fallback_message(_native.backends(), _native.devices())
+        if message:
+            log.warning(message)
+
+
+def cpu_fallback_message(backends: Iterable[str], devices: Iterable[Mapping[str, Any]]) -> str | None:
+    """The log line for GPU backends present in the build without a device to run on, or None."""
+    found = {str(d.get("backend", "")) for d in devices}
+    idle = [b for b in backends if b not in _NOT_ACCELERATORS and b not in found]
+    if not idle:
+        return None
+    return (f"{', '.join(idle)} backend{'s' if len(idle) > 1 else ''} compiled in, but no "
+            f"{'/'.join(idle)} device found: running on the CPU")
 
 
 def offload_devices() -> list[dict[str, Any]]:
