@@ -688,7 +688,8 @@ def test_non_streaming_request_canceled_when_client_hangs_up(
 
     caplog.set_level(logging.INFO, logger="pyollama.access")
     requests.post(f"{inference_server.url}/api/generate", json={"model": MODEL, "prompt": ""}, timeout=120)  # load
-    body = json.dumps({"model": MODEL, "prompt": "Count to one thousand.", "stream": False,
+    # a raw count goes on for thousands of tokens, whatever the prompt cache holds
+    body = json.dumps({"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", "raw": True, "stream": False,
                        "options": {"num_predict": 4000, "temperature": 0}}).encode()
     started = time.monotonic()
     with socket.create_connection((inference_server.host, inference_server.port)) as sock:
@@ -706,3 +707,7 @@ def test_non_streaming_request_canceled_when_client_hangs_up(
     assert (line["status"], line["error"]) == (499, "request canceled")
     # 4,000 tokens take far longer than this: the generation stopped when the client left
     assert time.monotonic() - started < 15
+    assert _ps_names(inference_server) == [MODEL]  # the runner is free for the next request
+    again = requests.post(f"{inference_server.url}/api/generate", json={"model": MODEL, "prompt": "Hi",
+                          "stream": False, "options": {"num_predict": 3}}, timeout=60)
+    assert again.status_code == 200 and again.json()["eval_count"] <= 3
