@@ -29,7 +29,7 @@ class Model:
         ...
     def meta(self, key: str) -> str | None:
         ...
-    def metadata(self) -> dict:
+    def metadata(self) -> dict[str, typing.Any]:
         """
         all GGUF key/values as strings (arrays are summarised by llama.cpp)
         """
@@ -184,7 +184,7 @@ class Context:
         """
     def memory_clear(self, data: bool = True) -> None:
         ...
-    def perf(self) -> dict:
+    def perf(self) -> dict[str, typing.Any]:
         """
         llama_perf_context
         """
@@ -327,7 +327,7 @@ class SamplerChain:
     def seed(self) -> int:
         ...
 class CommonSampler:
-    def __init__(self, model: Model, seed: typing.SupportsInt | typing.SupportsIndex = 4294967295, temperature: typing.SupportsFloat | typing.SupportsIndex = 0.800000011920929, top_k: typing.SupportsInt | typing.SupportsIndex = 40, top_p: typing.SupportsFloat | typing.SupportsIndex = 0.8999999761581421, min_p: typing.SupportsFloat | typing.SupportsIndex = 0.0, typical_p: typing.SupportsFloat | typing.SupportsIndex = 1.0, repeat_last_n: typing.SupportsInt | typing.SupportsIndex = 64, repeat_penalty: typing.SupportsFloat | typing.SupportsIndex = 1.0, presence_penalty: typing.SupportsFloat | typing.SupportsIndex = 0.0, frequency_penalty: typing.SupportsFloat | typing.SupportsIndex = 0.0, mirostat: typing.SupportsInt | typing.SupportsIndex = 0, mirostat_tau: typing.SupportsFloat | typing.SupportsIndex = 5.0, mirostat_eta: typing.SupportsFloat | typing.SupportsIndex = 0.10000000149011612, grammar: str = '', grammar_kind: str = 'user', grammar_lazy: bool = False, grammar_triggers: collections.abc.Sequence[dict] = [], preserved_tokens: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], generation_prompt: str = '', logit_bias: collections.abc.Mapping[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex] = {}, n_probs: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    def __init__(self, model: Model, seed: typing.SupportsInt | typing.SupportsIndex = 4294967295, temperature: typing.SupportsFloat | typing.SupportsIndex = 0.800000011920929, top_k: typing.SupportsInt | typing.SupportsIndex = 40, top_p: typing.SupportsFloat | typing.SupportsIndex = 0.8999999761581421, min_p: typing.SupportsFloat | typing.SupportsIndex = 0.0, typical_p: typing.SupportsFloat | typing.SupportsIndex = 1.0, repeat_last_n: typing.SupportsInt | typing.SupportsIndex = 64, repeat_penalty: typing.SupportsFloat | typing.SupportsIndex = 1.0, presence_penalty: typing.SupportsFloat | typing.SupportsIndex = 0.0, frequency_penalty: typing.SupportsFloat | typing.SupportsIndex = 0.0, mirostat: typing.SupportsInt | typing.SupportsIndex = 0, mirostat_tau: typing.SupportsFloat | typing.SupportsIndex = 5.0, mirostat_eta: typing.SupportsFloat | typing.SupportsIndex = 0.10000000149011612, grammar: str = '', grammar_kind: str = 'user', grammar_lazy: bool = False, grammar_triggers: collections.abc.Sequence[dict[str, typing.Any]] = [], preserved_tokens: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], generation_prompt: str = '', logit_bias: collections.abc.Mapping[typing.SupportsInt | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex] = {}, n_probs: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         """
         common_sampler_init (raises ValueError for a grammar that does not parse)
         """
@@ -366,7 +366,7 @@ class ChatTemplates:
     def was_explicit(self) -> bool:
         ...
 class ChatParams:
-    def parse(self, text: str, is_partial: bool = False, reasoning_format: str = 'auto', parse_tool_calls: bool = True) -> dict:
+    def parse(self, text: str, is_partial: bool = False, reasoning_format: str = 'auto', parse_tool_calls: bool = True) -> dict[str, typing.Any]:
         """
         common_chat_parse: {content, reasoning_content, tool_calls:[{name, arguments(JSON text), id}]}
         """
@@ -386,7 +386,7 @@ class ChatParams:
     def grammar_lazy(self) -> bool:
         ...
     @property
-    def grammar_triggers(self) -> list:
+    def grammar_triggers(self) -> list[typing.Any]:
         ...
     @property
     def preserved_tokens(self) -> list[str]:
@@ -446,13 +446,13 @@ def backend_init(backend_dir: str = '') -> None:
     """
 def backends() -> list[str]:
     ...
-def devices() -> list:
+def devices() -> list[typing.Any]:
     ...
 def json_schema_to_grammar(schema_json: str) -> str:
     """
     json_schema_to_grammar (common): GBNF for a JSON schema; ValueError when unsupported
     """
-def llama_build_info() -> dict:
+def llama_build_info() -> dict[str, typing.Any]:
     ...
 def mtmd_default_marker() -> str:
     """mtmd_default_marker: the text that stands for one image in a prompt given to MtmdContext.tokenize"""

@@ -76,8 +76,6 @@ class _Ended:
     n_cached: int
 
 
-_END = object()
-
 
 def _pack_error(exc: BaseException) -> tuple[str, str, int]:
     if isinstance(exc, PyollamaError):
@@ -185,7 +183,6 @@ class ProcessRunner(RunnerBase):
             self._kill()
             raise
         self.n_ctx = int(info["n_ctx"])
-        self.n_batch = int(info["n_batch"])
         self.embedding_only = bool(info["embedding_only"])
         self._size = int(info["size"])
         self._size_vram = int(info["size_vram"])
@@ -290,21 +287,20 @@ class ProcessRunner(RunnerBase):
             self._queues.pop(rid, None)
 
     def _send_or_fail(self, rid: int, message: tuple[Any, ...]) -> None:
-        try:
-            with self._send_lock:
-                self._conn.send(message)
-        except (OSError, ValueError):
-            # the reader thread sees the same broken socket and fails every open request
+        if not self._send_quietly(message):
+            # the reader thread sees the same broken socket and fails every open request; this
+            # one too, unless the reader is still waiting for the child to exit
             self._reader.join(timeout=_CLOSE_WAIT_S)
-            if rid in self._queues:
-                self._deliver(rid, self._death or RunnerStoppedError(STOPPED))
+            self._deliver(rid, self._death or RunnerStoppedError(STOPPED))
 
-    def _send_quietly(self, message: tuple[Any, ...]) -> None:
+    def _send_quietly(self, message: tuple[Any, ...]) -> bool:
+        """Send; False when the child is gone (its socket closed)."""
         try:
             with self._send_lock:
                 self._conn.send(message)
         except (OSError, ValueError):
-            pass
+            return False
+        return True
 
     def _deliver(self, rid: int, item: Any) -> None:
         with self._queues_lock:
@@ -415,7 +411,6 @@ class _ChildServer:
                 "loaded",
                 {
                     "n_ctx": runner.n_ctx,
-                    "n_batch": getattr(runner, "n_batch", 0),
                     "size": runner.size,
                     "size_vram": runner.size_vram,
                     "embedding_only": runner.embedding_only,

@@ -10,6 +10,7 @@ tests use SmolLM2-135M imported once per session from its PyPI package.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -237,41 +238,46 @@ def stop_server(running: _Running) -> None:
     server.task_dispatcher.shutdown()
 
 
-@pytest.fixture
-def live(app: Flask) -> Iterator[LiveServer]:
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[LiveServer]:
+    """`app` on waitress on a free loopback port; stopped, and its models unloaded, on exit."""
     server, running = start_server(app)
     try:
         yield server
     finally:
         stop_server(running)
         app.extensions["pyollama"].close()
+
+
+def smollm2_config(models: Path, **changes: Any) -> Config:
+    """The server settings the smollm2 tests share (2,048 tokens of context, 2 threads), plus `changes`."""
+    base = replace(Config.from_env({"HOME": str(models.parent)}), models=models, context_length=2048, num_threads=2)
+    return replace(base, **changes)
+
+
+def import_smollm2(models: Path) -> Path:
+    """`models` with `smollm2:135m` imported from its package, as `pyollama serve` does."""
+    from pyollama.store.bundled import BUNDLED_MODELS, import_bundled_models
+
+    smollm2 = tuple(m for m in BUNDLED_MODELS if m.name == "smollm2:135m")
+    assert import_bundled_models(Store(models), smollm2) == ["smollm2:135m"]
+    return models
+
+
+@pytest.fixture
+def live(app: Flask) -> Iterator[LiveServer]:
+    with serving(app) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def smollm2_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models dir with `smollm2:135m` imported from its package (once per session)."""
-    from pyollama.store.bundled import BUNDLED_MODELS, import_bundled_models
-
-    path = tmp_path_factory.mktemp("smollm2") / "models"
-    smollm2 = tuple(m for m in BUNDLED_MODELS if m.name == "smollm2:135m")
-    assert import_bundled_models(Store(path), smollm2) == ["smollm2:135m"]
-    return path
+    return import_smollm2(tmp_path_factory.mktemp("smollm2") / "models")
 
 
 @pytest.fixture(scope="session")
 def inference_server(smollm2_models: Path) -> Iterator[LiveServer]:
     """One waitress server with smollm2 loaded lazily, shared by the inference tests."""
-    config = replace(
-        Config.from_env({"HOME": str(smollm2_models.parent)}),
-        models=smollm2_models,
-        num_parallel=2,
-        context_length=2048,
-        num_threads=2,
-    )
-    app = create_app(config)
-    server, running = start_server(app)
-    try:
+    with serving(create_app(smollm2_config(smollm2_models, num_parallel=2))) as server:
         yield server
-    finally:
-        stop_server(running)
-        app.extensions["pyollama"].close()

@@ -211,6 +211,19 @@ def test_parser_knows_ollama_commands() -> None:
     assert parser.parse_args(["create", "x", "-f", "M", "-q", "q4_K_M"]).quantize == "q4_K_M"
 
 
+def _wait_until_listening(proc: subprocess.Popen[str], port: int, timeout: float = 120.0) -> None:
+    """Until `pyollama serve` (proc) accepts connections on `port`; fails if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError("pyollama serve did not start") from None
+            time.sleep(0.2)
+
+
 def test_serve_imports_bundled_models_and_answers(tmp_path: Path, smollm2_models: Path) -> None:
     models = tmp_path / "models"
     # Start from the session's smollm2 store (hard links): serve then finds it already imported.
@@ -225,15 +238,7 @@ def test_serve_imports_bundled_models_and_answers(tmp_path: Path, smollm2_models
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("pyollama serve did not start") from None
-                time.sleep(0.2)
+        _wait_until_listening(proc, port)
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text == "Ollama is running"
         names = [m["name"] for m in requests.get(f"http://127.0.0.1:{port}/api/tags", timeout=10).json()["models"]]
         assert "smollm2:135m" in names
@@ -312,15 +317,7 @@ def test_serve_binds_ollama_host_without_flags(tmp_path: Path, smollm2_models: P
     proc = subprocess.Popen([sys.executable, "-m", "pyollama", "serve"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("pyollama serve did not start") from None
-                time.sleep(0.2)
+        _wait_until_listening(proc, port)
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text == "Ollama is running"
         assert requests.get(f"http://127.0.0.1:{port}/api/version", timeout=10).json()["version"]
     finally:

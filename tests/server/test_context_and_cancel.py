@@ -7,6 +7,7 @@ request runs in are never in doubt. SmolLM2-135M, outputs kept short (two cores)
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -15,19 +16,17 @@ import socket
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from pyollama.config import Config
 from pyollama.engine.runner import Runner, RunnerBase
 from pyollama.server import create_app
 from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
-from tests.server.conftest import CHATML, LiveServer, add_model, start_server, stop_server
+from tests.server.conftest import CHATML, LiveServer, add_model, serving, smollm2_config
 
 MODEL = "smollm2:135m"
 NUM_CTX = 256
@@ -35,36 +34,25 @@ SMALL_CTX = {"temperature": 0, "seed": 1, "num_ctx": NUM_CTX}
 TOO_LONG = "the input length exceeds the context length"
 
 
-def _one_slot_server(models: Path) -> tuple[LiveServer, Any]:
-    config = replace(
-        Config.from_env({"HOME": str(models.parent)}), models=models, num_parallel=1, context_length=2048, num_threads=2
-    )
-    return start_server(create_app(config))
+def _one_slot_server(models: Path) -> contextlib.AbstractContextManager[LiveServer]:
+    return serving(create_app(smollm2_config(models, num_parallel=1)))
 
 
 @pytest.fixture
 def one_slot(smollm2_models: Path) -> Iterator[LiveServer]:
-    server, running = _one_slot_server(smollm2_models)
-    try:
+    with _one_slot_server(smollm2_models) as server:
         yield server
-    finally:
-        stop_server(running)
-        server.app.extensions["pyollama"].close()
 
 
 @pytest.fixture(scope="module")
 def small_ctx(smollm2_models: Path) -> Iterator[LiveServer]:
     """One sequence; the tests ask for num_ctx 256 in their options (one reload, then kept)."""
-    server, running = _one_slot_server(smollm2_models)
-    store: Store = server.app.extensions["pyollama"].store
-    weights = store.load_record(ModelName.parse(MODEL)).model_path
-    assert weights is not None
-    add_model(store, "smollm2-chatml", weights, template=CHATML, params={"stop": ["<|im_end|>"]})
-    try:
+    with _one_slot_server(smollm2_models) as server:
+        store: Store = server.app.extensions["pyollama"].store
+        weights = store.load_record(ModelName.parse(MODEL)).model_path
+        assert weights is not None
+        add_model(store, "smollm2-chatml", weights, template=CHATML, params={"stop": ["<|im_end|>"]})
         yield server
-    finally:
-        stop_server(running)
-        server.app.extensions["pyollama"].close()
 
 
 def _post(server: LiveServer, path: str, body: dict[str, Any]) -> requests.Response:

@@ -8,18 +8,16 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import ollama
 import pytest
 import requests
-from conftest import LiveServer, start_server, stop_server
 
-from pyollama.config import Config
 from pyollama.engine.runner_process import ProcessRunner
 from pyollama.server import create_app
+from tests.server.conftest import LiveServer, serving, smollm2_config
 
 MODEL = "smollm2:135m"
 GREEDY = {"temperature": 0, "num_predict": 16, "seed": 3}
@@ -27,21 +25,9 @@ GREEDY = {"temperature": 0, "num_predict": 16, "seed": 3}
 
 @pytest.fixture(scope="module")
 def process_server(smollm2_models: Path) -> Iterator[LiveServer]:
-    config = replace(
-        Config.from_env({"HOME": str(smollm2_models.parent), "PYOLLAMA_RUNNER_PROCESS": "1"}),
-        models=smollm2_models,
-        num_parallel=2,
-        context_length=2048,
-        num_threads=2,
-    )
-    assert config.runner_process
-    app = create_app(config)
-    server, running = start_server(app)
-    try:
+    config = smollm2_config(smollm2_models, num_parallel=2, runner_process=True)
+    with serving(create_app(config)) as server:
         yield server
-    finally:
-        stop_server(running)
-        app.extensions["pyollama"].close()
 
 
 def _runner(server: LiveServer) -> ProcessRunner:

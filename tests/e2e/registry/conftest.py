@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,9 @@ from registry_support import (
     start_token_registry,
 )
 
-from pyollama.config import Config
 from pyollama.server import create_app
-from pyollama.store.bundled import BUNDLED_MODELS, import_bundled_models
 from pyollama.store.manifests import Store
-from tests.server.conftest import LiveServer, start_server, stop_server
+from tests.server.conftest import LiveServer, import_smollm2, serving, smollm2_config
 
 
 @pytest.fixture
@@ -70,23 +67,13 @@ def make_store(tmp_path: Path) -> Callable[[str], Store]:
 @pytest.fixture(scope="session")
 def smollm2_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models dir with `smollm2:135m` imported from its package, once per session."""
-    root = tmp_path_factory.mktemp("smollm2-seed") / "models"
-    smollm2 = tuple(m for m in BUNDLED_MODELS if m.name == "smollm2:135m")
-    assert import_bundled_models(Store(root), smollm2) == ["smollm2:135m"]
-    return root
+    return import_smollm2(tmp_path_factory.mktemp("smollm2-seed") / "models")
 
 
 def serve(models: Path) -> Iterator[LiveServer]:
     """A server over `models` for the duration of a fixture; one model loaded at a time."""
-    config = replace(Config.from_env({"HOME": str(models.parent)}), models=models, num_parallel=1,
-                     context_length=2048, num_threads=2)
-    app = create_app(config)
-    server, running = start_server(app)
-    try:
+    with serving(create_app(smollm2_config(models, num_parallel=1))) as server:
         yield server
-    finally:
-        stop_server(running)
-        app.extensions["pyollama"].close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ import ollama
 import pytest
 import requests
 
-from pyollama.config import Config
 from pyollama.server import create_app
-from tests.server.conftest import LiveServer, start_server, stop_server
+from tests.server.conftest import LiveServer, serving, smollm2_config
 from tests.server.features.media_helpers import write_fim_llama, write_gemma3_projector, write_tiny_llama
 
 BASE = "smollm2:135m"
@@ -93,21 +91,8 @@ WEATHER_TOOL: dict[str, Any] = {
 def features_server(smollm2_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     models = tmp_path_factory.mktemp("features") / "models"
     shutil.copytree(smollm2_models, models, copy_function=os.link)
-    config = replace(
-        Config.from_env({"HOME": str(models.parent)}),
-        models=models,
-        num_parallel=4,
-        context_length=2048,
-        num_threads=2,
-        max_loaded_models=2,
-    )
-    app = create_app(config)
-    server, running = start_server(app)
-    try:
+    with serving(create_app(smollm2_config(models, num_parallel=4, max_loaded_models=2))) as server:
         yield server
-    finally:
-        stop_server(running)
-        app.extensions["pyollama"].close()
 
 
 @pytest.fixture(scope="session")
