@@ -37,7 +37,7 @@ from peers import free_port, llama_bench, llama_server, median, model_path, pyol
 
 from pyollama.llama import Model
 from pyollama.store.bundled import import_bundled_models
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 
 N_GEN = 128
 CHAT_TOKENS = 1500  # the length of the chat whose next turn is timed

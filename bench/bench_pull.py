@@ -49,10 +49,11 @@ sys.path.insert(0, str(REPO_ROOT))
 from registry_support import Registry, start_registry
 
 from pyollama.store.bundled import BUNDLED_MODELS, import_bundled_models
-from pyollama.store.manifests import Manifest, Store
+from pyollama.store.manifest import Manifest
 from pyollama.store.names import ModelName
 from pyollama.store.registry import TransferOptions, pull_model, push_model
-from pyollama.store.registry_client import RegistryAuth
+from pyollama.store.registry.auth import RegistryAuth
+from pyollama.store.store import Store
 
 ANON = RegistryAuth()
 MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"

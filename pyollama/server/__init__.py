@@ -26,7 +26,7 @@ from flask import Flask, Response, current_app, request
 
 from pyollama.config import Config
 from pyollama.server.errors import register_error_handlers
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 
 if TYPE_CHECKING:
     from pyollama.engine.scheduler import Scheduler

@@ -27,8 +27,9 @@ from typing import Any
 from pyollama.errors import PyollamaError
 from pyollama.store.blobs import read_chunks
 from pyollama.store.create import CreateRequest, create_model
-from pyollama.store.manifests import MEDIA_MODEL, MEDIA_PROMPT, MEDIA_TEMPLATE, InvalidManifestError, Store
+from pyollama.store.manifest import MEDIA_MODEL, MEDIA_PROMPT, MEDIA_TEMPLATE, InvalidManifestError
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 log = logging.getLogger("pyollama.store.bundled")
 

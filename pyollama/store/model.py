@@ -2,7 +2,9 @@
 
 `ModelRecord` is what the server needs for /api/show, /api/tags and for
 loading: blob paths for weights, adapters and projectors, the small text/JSON
-layers decoded, the config blob, and Ollama's `details` and `capabilities`.
+layers decoded, the config blob, the GGUF headers of the model and projector
+blobs, and Ollama's `details` and `capabilities`. It is plain data: `read_record`
+gets what it reads from (the blobs, a GGUF header reader) as arguments.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyollama.errors import PyollamaError
-from pyollama.llama.gguf import GGUFInfo, InvalidGGUFError, read_gguf_info
-from pyollama.store.manifests import (
+from pyollama.gguf import GGUFInfo, InvalidGGUFError
+from pyollama.store.blobs import BlobStore
+from pyollama.store.manifest import (
     MEDIA_ADAPTER,
     MEDIA_DRAFT,
     MEDIA_LICENSE,
@@ -31,9 +35,6 @@ from pyollama.store.manifests import (
     Manifest,
 )
 from pyollama.store.names import ModelName
-
-if TYPE_CHECKING:
-    from pyollama.store.manifests import Store
 
 log = logging.getLogger("pyollama.store")
 
@@ -62,6 +63,17 @@ def template_vars(template: str) -> set[str]:
 
 
 @dataclass
+class ModelEntry:
+    """One stored model as listed: its manifest and the file's identity."""
+
+    name: ModelName
+    manifest: Manifest
+    digest: str  # sha256 hex of the manifest file bytes: Ollama's model ID
+    modified_at: datetime  # manifest mtime, aware, local time zone
+    size: int
+
+
+@dataclass
 class ModelRecord:
     name: ModelName
     manifest: Manifest
@@ -79,27 +91,16 @@ class ModelRecord:
     messages: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     parent_model: str = ""
-    store: Store | None = field(default=None, repr=False, compare=False)
+    # GGUF headers of the model and projector blobs; None / left out where a blob is not a readable GGUF.
+    model_gguf: GGUFInfo | None = field(default=None, repr=False, compare=False)
+    projector_ggufs: list[GGUFInfo] = field(default_factory=list, repr=False, compare=False)
 
     def gguf_info(self) -> GGUFInfo | None:
         """The model blob's GGUF header, or None when there is no readable GGUF model layer."""
-        if self.model_path is None or not self.model_path.is_file():
-            return None
-        try:
-            if self.store is not None:
-                return self.store.gguf_info(self.model_path)
-            return read_gguf_info(self.model_path)
-        except (InvalidGGUFError, OSError):
-            return None
+        return self.model_gguf
 
     def projector_infos(self) -> list[GGUFInfo]:
-        infos = []
-        for path in self.projector_paths:
-            try:
-                infos.append(self.store.gguf_info(path) if self.store is not None else read_gguf_info(path))
-            except (InvalidGGUFError, OSError):
-                continue
-        return infos
+        return list(self.projector_ggufs)
 
     def details(self) -> dict[str, Any]:
         """Ollama's `details` object, in its JSON field order."""
@@ -177,8 +178,8 @@ def _has_fim_tokens(info: GGUFInfo) -> bool:
     )
 
 
-def _read_layer(store: Store, digest: str, name: ModelName) -> bytes:
-    path = store.blobs.path(digest)
+def _read_layer(blobs: BlobStore, digest: str, name: ModelName) -> bytes:
+    path = blobs.path(digest)
     try:
         if path.stat().st_size > _MAX_TEXT_LAYER:
             raise ModelBlobError(f"model '{name.display}': layer {digest} is too large")
@@ -187,16 +188,24 @@ def _read_layer(store: Store, digest: str, name: ModelName) -> bytes:
         raise ModelBlobError(f"model '{name.display}': blob {digest} is missing") from None
 
 
-def _read_json(store: Store, digest: str, name: ModelName) -> Any:
+def _read_json(blobs: BlobStore, digest: str, name: ModelName) -> Any:
     try:
-        return json.loads(_read_layer(store, digest, name))
+        return json.loads(_read_layer(blobs, digest, name))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelBlobError(f"model '{name.display}': layer {digest} is not valid JSON: {exc}") from None
 
 
-def load_record(store: Store, name: ModelName) -> ModelRecord:
-    """Read one model's manifest and small layers (NotFoundError if it does not exist)."""
-    entry = store.entry(name)
+def _read_gguf(read_gguf: Callable[[Path], GGUFInfo], path: Path) -> GGUFInfo | None:
+    if not path.is_file():
+        return None
+    try:
+        return read_gguf(path)
+    except (InvalidGGUFError, OSError):
+        return None
+
+
+def read_record(entry: ModelEntry, blobs: BlobStore, read_gguf: Callable[[Path], GGUFInfo]) -> ModelRecord:
+    """Read one listed model's small layers and GGUF headers (`read_gguf`: the store's cached reader)."""
     found, manifest = entry.name, entry.manifest
     record = ModelRecord(
         name=found,
@@ -205,10 +214,9 @@ def load_record(store: Store, name: ModelName) -> ModelRecord:
         modified_at=entry.modified_at,
         size=entry.size,
         model_path=None,
-        store=store,
     )
     try:
-        config = _read_json(store, manifest.config.digest, found)
+        config = _read_json(blobs, manifest.config.digest, found)
     except ModelBlobError as exc:
         # A model with a damaged config still runs; only its details are empty.
         log.warning("%s", exc)
@@ -219,29 +227,34 @@ def load_record(store: Store, name: ModelName) -> ModelRecord:
         media = layer.media_type
         if media == MEDIA_MODEL:
             # Ollama expects one; with several, the last wins.
-            record.model_path = store.blobs.path(layer.digest)
+            record.model_path = blobs.path(layer.digest)
             record.parent_model = layer.from_ or ""
         elif media == MEDIA_PROJECTOR:
-            record.projector_paths.append(store.blobs.path(layer.digest))
+            record.projector_paths.append(blobs.path(layer.digest))
         elif media == MEDIA_ADAPTER:
-            record.adapter_paths.append(store.blobs.path(layer.digest))
+            record.adapter_paths.append(blobs.path(layer.digest))
         elif media == MEDIA_DRAFT:
-            record.draft_path = store.blobs.path(layer.digest)
+            record.draft_path = blobs.path(layer.digest)
         elif media in (MEDIA_TEMPLATE, MEDIA_PROMPT):
-            record.template = _read_layer(store, layer.digest, found).decode("utf-8", errors="replace")
+            record.template = _read_layer(blobs, layer.digest, found).decode("utf-8", errors="replace")
         elif media == MEDIA_SYSTEM:
-            record.system = _read_layer(store, layer.digest, found).decode("utf-8", errors="replace")
+            record.system = _read_layer(blobs, layer.digest, found).decode("utf-8", errors="replace")
         elif media == MEDIA_LICENSE:
-            record.license.append(_read_layer(store, layer.digest, found).decode("utf-8", errors="replace"))
+            record.license.append(_read_layer(blobs, layer.digest, found).decode("utf-8", errors="replace"))
         elif media == MEDIA_PARAMS:
-            params = _read_json(store, layer.digest, found)
+            params = _read_json(blobs, layer.digest, found)
             if not isinstance(params, dict):
                 raise ModelBlobError(f"model '{found.display}': params layer is not a JSON object")
             record.params.update(params)
         elif media == MEDIA_MESSAGES:
-            messages = _read_json(store, layer.digest, found)
+            messages = _read_json(blobs, layer.digest, found)
             if not isinstance(messages, list):
                 raise ModelBlobError(f"model '{found.display}': messages layer is not a JSON array")
             record.messages = [m for m in messages if isinstance(m, dict)]
         # Other media types (embed, tensor, json) are not used by a GGUF runner.
+    if record.model_path is not None:
+        record.model_gguf = _read_gguf(read_gguf, record.model_path)
+    record.projector_ggufs = [
+        info for path in record.projector_paths if (info := _read_gguf(read_gguf, path)) is not None
+    ]
     return record

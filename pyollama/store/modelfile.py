@@ -15,13 +15,13 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pyollama.errors import BadRequestError
+from pyollama.golang.strconv import format_float, quote
 
 if TYPE_CHECKING:
     from pyollama.store.model import ModelRecord
@@ -320,59 +320,6 @@ def parse_modelfile(text: str | bytes) -> Modelfile:
 # -- rendering --------------------------------------------------------------------------------------
 
 
-def go_float(value: float) -> str:
-    """Go's %v / %#v of a float64 (strconv 'g', shortest): 1, 0.7, 1e+06, 1.234567e+06, 1e-05."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    sign, digit_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
-    assert isinstance(exponent, int)
-    digits = "".join(map(str, digit_tuple))
-    nd = len(digits)
-    dp = nd + exponent  # where the decimal point falls relative to the digits
-    exp = dp - 1
-    neg = "-" if sign else ""
-    # Shortest 'g' switches to an exponent below 1e-4 and from 1e6 on (eprec = 6).
-    if exp < -4 or exp >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if nd > 1 else "")
-        return f"{neg}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    if dp <= 0:
-        return f"{neg}0.{'0' * -dp}{digits}"
-    if dp >= nd:
-        return f"{neg}{digits}{'0' * (dp - nd)}"
-    return f"{neg}{digits[:dp]}.{digits[dp:]}"
-
-
-_GO_ESCAPES = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\v": r"\v"}
-
-
-def go_quote(s: str) -> str:
-    """Go's strconv.Quote (what %#v prints for a string)."""
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            # Python's isprintable and Go's IsPrint agree: L, M, N, P, S categories plus ' '.
-            out.append(ch)
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
 def go_value(value: Any, sharp: bool) -> str:
     """%v (sharp=False) or %#v (sharp=True) of a JSON-decoded value, as Go prints it.
 
@@ -383,9 +330,9 @@ def go_value(value: Any, sharp: bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return go_float(float(value))
+        return format_float(float(value))
     if isinstance(value, str):
-        return go_quote(value) if sharp else value
+        return quote(value) if sharp else value
     if isinstance(value, list):
         inner = (", " if sharp else " ").join(go_value(v, sharp) for v in value)
         return "[]interface {}{" + inner + "}" if sharp else "[" + inner + "]"

@@ -29,7 +29,7 @@ from waitress.server import create_server
 
 from pyollama.config import Config
 from pyollama.server import create_app
-from pyollama.store.manifests import (
+from pyollama.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
@@ -39,9 +39,9 @@ from pyollama.store.manifests import (
     MEDIA_TEMPLATE,
     Layer,
     Manifest,
-    Store,
 )
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 CHATML = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
 CHATML_TOOLS = "{{- if .Tools }}{{ json .Tools }}{{ end }}" + CHATML

@@ -29,8 +29,8 @@ from pyollama.cli import (
     main,
     upload_files,
 )
-from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 from tests.server.conftest import LiveServer, add_model, free_port
 
 

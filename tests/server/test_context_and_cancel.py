@@ -24,8 +24,8 @@ import requests
 
 from pyollama.engine.runner import Runner, RunnerBase
 from pyollama.server import create_app
-from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 from tests.server.conftest import CHATML, LiveServer, add_model, serving, smollm2_config
 
 MODEL = "smollm2:135m"

@@ -18,7 +18,7 @@ import ollama
 import pytest
 import requests
 
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 from tests.server.conftest import LiveServer, free_port
 
 

@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from pyollama.config import Config
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 from tests.server.conftest import make_app
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")

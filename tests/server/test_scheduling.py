@@ -16,8 +16,8 @@ import requests
 
 from pyollama.config import Config
 from pyollama.server import create_app
-from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 from tests.server.conftest import LiveServer, add_model, start_server, stop_server
 
 MODEL = "smollm2:135m"

@@ -19,7 +19,7 @@ from registry_support import (
 )
 
 from pyollama.server import create_app
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 from tests.server.conftest import LiveServer, import_smollm2, serving, smollm2_config
 
 

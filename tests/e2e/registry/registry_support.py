@@ -29,9 +29,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from pyollama.store.manifests import CONFIG_MEDIA_TYPE, MEDIA_MODEL, MEDIA_PARAMS, Layer, Manifest, Store
+from pyollama.store.manifest import CONFIG_MEDIA_TYPE, MEDIA_MODEL, MEDIA_PARAMS, Layer, Manifest
 from pyollama.store.names import ModelName
 from pyollama.store.registry import Progress, TransferOptions
+from pyollama.store.store import Store
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "config.yml"

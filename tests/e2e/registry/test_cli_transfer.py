@@ -13,8 +13,8 @@ import requests
 from registry_support import Registry
 
 from pyollama.cli import human_bytes
-from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 from tests.server.conftest import LiveServer
 
 

@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 from registry_support import PASSWORD, USER, Registry, TokenServer, small_options, statuses, write_model
 
-from pyollama.store.manifests import Store
 from pyollama.store.registry import Progress, pull_model, push_model
-from pyollama.store.registry_client import (
-    Credentials,
-    RegistryAuth,
-    RegistryAuthConfigError,
-    RegistryUnauthorizedError,
-    parse_challenge,
-)
+from pyollama.store.registry.auth import Credentials, RegistryAuth, RegistryAuthConfigError, parse_challenge
+from pyollama.store.registry.client import RegistryUnauthorizedError
+from pyollama.store.store import Store
 
 
 def auth_for(host: str, user: str = USER, password: str = PASSWORD) -> RegistryAuth:

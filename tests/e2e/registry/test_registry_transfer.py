@@ -28,10 +28,12 @@ from registry_support import (
 
 from pyollama.errors import RegistryError
 from pyollama.store.blobs import digest_hex
-from pyollama.store.manifests import Layer, Manifest, Store
+from pyollama.store.manifest import Layer, Manifest
 from pyollama.store.names import ModelName
 from pyollama.store.registry import Progress, TransferOptions, pull_model, push_model
-from pyollama.store.registry_client import RegistryAuth, RegistryCanceledError
+from pyollama.store.registry.auth import RegistryAuth
+from pyollama.store.registry.client import RegistryCanceledError
+from pyollama.store.store import Store
 
 ANON = RegistryAuth()
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -165,10 +167,10 @@ def test_pull_resumes_after_connection_cut_without_refetching(
 
 _KILLED_PULL = """
 import json, sys
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 from pyollama.store.names import ModelName
 from pyollama.store.registry import TransferOptions, pull_model
-from pyollama.store.registry_client import RegistryAuth
+from pyollama.store.registry.auth import RegistryAuth
 opts = TransferOptions(part_threshold=256 * 1024, max_parts=4, max_connections=4, progress_interval=0.02,
                        state_interval=0.02, retry_backoff=0.05)
 for line in pull_model(Store(sys.argv[1]), ModelName.parse(sys.argv[2]), insecure=True, auth=RegistryAuth(),

@@ -13,8 +13,8 @@ import pytest
 import requests
 from registry_support import Registry
 
-from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 from tests.server.conftest import LiveServer
 
 GREEDY = {"temperature": 0, "seed": 7, "num_predict": 16}

@@ -19,7 +19,7 @@ from flask import Flask
 from pyollama.config import Config
 from pyollama.server import create_app
 from pyollama.store.create import CreateRequest
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pyollama.store.create import CreateRequest, create_model
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 
 
 def make(store: Store, request: CreateRequest) -> list[dict[str, Any]]:

@@ -22,8 +22,9 @@ from flask.testing import FlaskClient
 
 from pyollama.store.blobs import hash_file
 from pyollama.store.create import CreateRequest
-from pyollama.store.manifests import MEDIA_MODEL, Store
+from pyollama.store.manifest import MEDIA_MODEL
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 SUPPORTED = (
     "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, "

@@ -18,10 +18,10 @@ import numpy as np
 import ollama
 import pytest
 
+from pyollama.gguf import read_gguf_info
 from pyollama.llama import Batch, Context, Model
-from pyollama.llama.gguf import read_gguf_info
-from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 from tests.unit.convert.convert_helpers import (
     SMALL_BPE_VOCAB,
     llama_reference_logits,

@@ -18,8 +18,9 @@ import requests
 
 from pyollama.cli import main as cli
 from pyollama.llama import Batch, Context, LoraAdapter, Model
-from pyollama.store.manifests import MEDIA_ADAPTER, MEDIA_MODEL, Store
+from pyollama.store.manifest import MEDIA_ADAPTER, MEDIA_MODEL
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 from tests.unit.create.create_helpers import sha256_of, write_lora, write_tiny_llama
 
 PROMPT = "Once upon a time there was a little"

@@ -19,8 +19,8 @@ import pytest
 import requests
 from create_proofs_helpers import Quality, Served, compare, file_digest, text_logits
 
-from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 TYPES = ("F16", "Q8_0", "Q4_K_M")
 

@@ -197,8 +197,8 @@ def _smollm2_with_jinja(store_root: Path, dst: Path, template: str) -> Path:
     """SmolLM2's GGUF with another Jinja chat template (metadata rewritten, tensors copied)."""
     from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
 
-    from pyollama.store.manifests import Store
     from pyollama.store.names import ModelName
+    from pyollama.store.store import Store
 
     src = Store(store_root).load_record(ModelName.parse(BASE)).model_path
     assert src is not None

@@ -17,7 +17,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from pyollama.llama.gguf import read_gguf_info
+from pyollama.gguf import read_gguf_info
 from tests.unit.create.create_helpers import (
     N_EMBD,
     N_FF,

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyollama.config import Config
 from pyollama.server import create_app
 from pyollama.store.bundled import BUNDLED_MODELS, import_bundled_models
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 from tests.server.conftest import LiveServer, start_server, stop_server
 from tests.server.features.conftest import QWEN_TOOLS_TEMPLATE, WEATHER_TOOL, create, upload
 from tests.server.features.media_helpers import write_gemma3_projector, write_tiny_llama

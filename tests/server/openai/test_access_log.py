@@ -15,7 +15,7 @@ import requests
 from pyollama.config import Config
 from pyollama.server import create_app
 from pyollama.server.access_log import DEBUG_BODY_SHOWN, format_line
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 from tests.server.openai.conftest import CHAT_MODEL, LiveFactory
 
 ACCESS = "pyollama.access"

@@ -16,7 +16,7 @@ from flask import Flask
 from pyollama.config import Config
 from pyollama.server import create_app
 from pyollama.server.auth import ApiKeys, ApiKeysFileError, bearer_token
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 from tests.server.openai.conftest import CHAT_MODEL, LiveFactory
 
 KEYS = ("k-one", "k-two")

@@ -16,7 +16,7 @@ from convert_helpers import (
     write_checkpoint_dir,
 )
 
-from pyollama.llama.gguf import read_gguf_info
+from pyollama.gguf import read_gguf_info
 from pyollama.store.convert import ConvertResult, convert_safetensors_dir
 
 

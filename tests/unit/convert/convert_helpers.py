@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pyollama.llama.gguf import read_gguf_info
+from pyollama.gguf import read_gguf_info
 from pyollama.store.convert.safetensors import SafetensorsModel
 
 REPO = Path(__file__).resolve().parents[3]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from create_helpers import link_blob, sha256_of, write_tiny_llama
 
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from typing import Any
 import gguf
 import numpy as np
 
-from pyollama.llama.gguf import read_gguf_info
+from pyollama.gguf import read_gguf_info
 from pyollama.store.create import CreateRequest, create_model
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 
 REPO = Path(__file__).resolve().parents[3]
 VOCAB_SPM = REPO / "vendor" / "llama.cpp" / "models" / "ggml-vocab-llama-spm.gguf"

@@ -21,18 +21,17 @@ from create_helpers import (
 )
 
 from pyollama.errors import BadRequestError, NotFoundError, PyollamaError
+from pyollama.gguf import read_gguf_info, read_layout
 from pyollama.llama import Batch, Context, LoraAdapter, Model
-from pyollama.llama.gguf import read_gguf_info
 from pyollama.store.create import (
     PROGRESS_DIGEST,
     CreateRequest,
     check_info,
     create_model,
-    read_layout,
     remove_stale_workdirs,
     valid_file_path,
 )
-from pyollama.store.manifests import (
+from pyollama.store.manifest import (
     MEDIA_ADAPTER,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
@@ -41,9 +40,9 @@ from pyollama.store.manifests import (
     MEDIA_PROJECTOR,
     MEDIA_SYSTEM,
     MEDIA_TEMPLATE,
-    Store,
 )
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 Blob = Callable[..., str]
 QUANTIZE_FAIL = "quantization is only supported for F16, BF16 and F32 models"

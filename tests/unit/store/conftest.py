@@ -13,7 +13,7 @@ import gguf
 import numpy as np
 import pytest
 
-from pyollama.store.manifests import Store
+from pyollama.store.store import Store
 
 
 @pytest.fixture

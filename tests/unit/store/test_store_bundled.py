@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from pyollama.store.bundled import BUNDLED_MODELS, BundledModel, import_bundled_models
-from pyollama.store.manifests import MEDIA_MODEL, MEDIA_PARAMS, MEDIA_TEMPLATE, Store
+from pyollama.store.manifest import MEDIA_MODEL, MEDIA_PARAMS, MEDIA_TEMPLATE
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 # An __init__ that fails proves the importer locates files without importing the package.
 POISON = "raise ImportError('bundled packages must not be imported')\n"

@@ -8,7 +8,7 @@ import gguf
 import numpy as np
 import pytest
 
-from pyollama.llama.gguf import InvalidGGUFError, human_number, read_gguf_info
+from pyollama.gguf import InvalidGGUFError, human_number, read_gguf_info
 
 
 def test_real_smollm2_header_matches_ollama(smollm2_gguf: Path) -> None:

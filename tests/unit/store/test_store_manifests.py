@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pyollama.errors import NotFoundError
-from pyollama.store.manifests import (
+from pyollama.golang.json import encode as go_json_bytes
+from pyollama.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_MODEL,
     MEDIA_PARAMS,
     CorruptManifestError,
     Layer,
     Manifest,
-    Store,
-    go_json_bytes,
 )
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 if TYPE_CHECKING:
     from conftest import OllamaStore
@@ -32,7 +32,7 @@ def make_model(store: Store, name: str, *payloads: bytes) -> Manifest:
     for i, payload in enumerate(payloads):
         digest, size = store.blobs.write_bytes(payload)
         layers.append(Layer(MEDIA_MODEL if i == 0 else MEDIA_PARAMS, digest, size))
-    c_digest, c_size = store.blobs.write_bytes(go_json_bytes({"model_format": "gguf", "model_family": name}))
+    c_digest, c_size = store.blobs.write_bytes(go_json_bytes({"model_format": "gguf", "model_family": name}, sort_keys=False))
     manifest = Manifest(config=Layer(CONFIG_MEDIA_TYPE, c_digest, c_size), layers=layers)
     store.write_manifest(ModelName.parse(name), manifest)
     return manifest

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pyollama.errors import NotFoundError
-from pyollama.store.manifests import CONFIG_MEDIA_TYPE, MEDIA_MODEL, MEDIA_PROJECTOR, Layer, Manifest, Store
+from pyollama.store.manifest import CONFIG_MEDIA_TYPE, MEDIA_MODEL, MEDIA_PROJECTOR, Layer, Manifest
 from pyollama.store.model import ModelBlobError, template_vars
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 if TYPE_CHECKING:
     from conftest import OllamaStore

@@ -6,24 +6,24 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pyollama.errors import BadRequestError
-from pyollama.store.manifests import (
+from pyollama.golang.strconv import format_float as go_float
+from pyollama.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_ADAPTER,
     MEDIA_MODEL,
     MEDIA_PROJECTOR,
     Layer,
     Manifest,
-    Store,
 )
 from pyollama.store.modelfile import (
     ModelfileError,
     format_parameters,
-    go_float,
     parse_modelfile,
     parse_parameter_value,
     render_modelfile,
 )
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 
 if TYPE_CHECKING:
     from conftest import OllamaStore

@@ -1,18 +1,14 @@
-"""Manifests (Docker image manifest v2, schema 2) and the `Store` over a models root.
+"""The `Store` over a models root: lookup, atomic manifest writes, copy/delete, garbage collection.
 
 Layout is Ollama's: `manifests/<host>/<namespace>/<model>/<tag>` (JSON, no
-extension) and `blobs/sha256-<hex>`. Locally written manifests are compact
-JSON with a trailing newline, as Go's json.Encoder writes them; pulled ones
-are stored byte for byte (`write_manifest_bytes`), because the model ID is
-the sha256 of the manifest file.
+extension) and `blobs/sha256-<hex>`. Pulled manifests are stored byte for byte
+(`write_manifest_bytes`), because the model ID is the sha256 of the manifest file.
+The store also caches parsed GGUF headers of its (immutable) blobs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import os
 import tempfile
 import threading
@@ -21,198 +17,18 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from pyollama.errors import BadRequestError, NotFoundError, PyollamaError
-from pyollama.llama.gguf import GGUFInfo, read_gguf_info
+from pyollama.errors import BadRequestError, NotFoundError
+from pyollama.gguf import GGUFInfo, read_gguf_info
 from pyollama.store.blobs import BlobStore, fsync_dir, parse_digest
+from pyollama.store.manifest import CorruptManifestError, Manifest, manifest_digest
+from pyollama.store.model import ModelEntry, ModelRecord, read_record
 from pyollama.store.names import ModelName, is_valid_part
-
-if TYPE_CHECKING:
-    from pyollama.store.model import ModelRecord
 
 log = logging.getLogger("pyollama.store")
 
-MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
-CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
-MEDIA_MODEL = "application/vnd.ollama.image.model"
-MEDIA_ADAPTER = "application/vnd.ollama.image.adapter"
-MEDIA_PROJECTOR = "application/vnd.ollama.image.projector"
-MEDIA_TEMPLATE = "application/vnd.ollama.image.template"
-MEDIA_PROMPT = "application/vnd.ollama.image.prompt"  # legacy name of the template layer
-MEDIA_SYSTEM = "application/vnd.ollama.image.system"
-MEDIA_PARAMS = "application/vnd.ollama.image.params"
-MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
-MEDIA_LICENSE = "application/vnd.ollama.image.license"
-MEDIA_DRAFT = "application/vnd.ollama.image.draft"
-MEDIA_EMBED = "application/vnd.ollama.image.embed"  # deprecated, ignored on load
-
 _PART_KINDS = ("host", "namespace", "model", "tag")
-
-
-class InvalidManifestError(ValueError):
-    """Bytes that do not form a usable manifest."""
-
-
-class CorruptManifestError(PyollamaError):
-    """A stored manifest that cannot be parsed: the store's fault, not the client's (500)."""
-
-    status = 500
-
-
-@dataclass
-class Layer:
-    media_type: str
-    digest: str
-    size: int
-    from_: str | None = None
-    # Safetensors "tensor models" name each layer; kept so such manifests round-trip.
-    name: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.from_:
-            out["from"] = self.from_
-        if self.name:
-            out["name"] = self.name
-        return out
-
-    @classmethod
-    def from_json(cls, obj: Any) -> Layer:
-        if not isinstance(obj, dict):
-            raise InvalidManifestError("layer is not an object")
-        media_type, digest, size = obj.get("mediaType"), obj.get("digest"), obj.get("size", 0)
-        if not isinstance(media_type, str) or not isinstance(digest, str):
-            raise InvalidManifestError("layer needs string mediaType and digest")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InvalidManifestError("layer size must be a non-negative integer")
-        try:
-            digest = parse_digest(digest)
-        except BadRequestError as exc:
-            raise InvalidManifestError(str(exc)) from None
-        from_, name = obj.get("from"), obj.get("name")
-        return cls(
-            media_type=media_type,
-            digest=digest,
-            size=size,
-            from_=from_ if isinstance(from_, str) and from_ else None,
-            name=name if isinstance(name, str) and name else None,
-        )
-
-
-@dataclass
-class Manifest:
-    config: Layer
-    layers: list[Layer]
-    schema_version: int = 2
-    media_type: str = MANIFEST_MEDIA_TYPE
-
-    def to_bytes(self) -> bytes:
-        """Compact JSON plus newline, field order as Ollama's manifest.WriteManifest."""
-        obj = {
-            "schemaVersion": self.schema_version,
-            "mediaType": self.media_type,
-            "config": self.config.to_json(),
-            "layers": [layer.to_json() for layer in self.layers],
-        }
-        return go_json_bytes(obj)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Manifest:
-        """Parse manifest JSON; ValueError on anything that is not a usable manifest."""
-        try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidManifestError(f"manifest is not valid JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise InvalidManifestError("manifest is not a JSON object")
-        layers = obj.get("layers") or []
-        if not isinstance(layers, list):
-            raise InvalidManifestError("manifest layers must be a list")
-        schema_version = obj.get("schemaVersion", 2)
-        media_type = obj.get("mediaType", MANIFEST_MEDIA_TYPE)
-        return cls(
-            config=Layer.from_json(obj.get("config")),
-            layers=[Layer.from_json(layer) for layer in layers],
-            schema_version=schema_version if isinstance(schema_version, int) else 2,
-            media_type=media_type if isinstance(media_type, str) else MANIFEST_MEDIA_TYPE,
-        )
-
-    def all_layers(self) -> list[Layer]:
-        return [self.config, *self.layers]
-
-    def size(self) -> int:
-        """Ollama's Manifest.Size: all layers plus the config."""
-        return sum(layer.size for layer in self.all_layers())
-
-    def digests(self) -> set[str]:
-        return {layer.digest for layer in self.all_layers()}
-
-
-def _go_json_float(value: float) -> str:
-    """encoding/json's float64 form: 'f' notation unless tiny or huge, shortest digits."""
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"unsupported value: {value}")
-    if value == 0:
-        return "0" if math.copysign(1.0, value) > 0 else "-0"
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    if abs(value) < 1e-6 or abs(value) >= 1e21:
-        text = repr(value)  # shortest digits, 'e' form; Go writes e-7, not e-07
-        mantissa, _, exp = text.partition("e")
-        sign = "-" if exp.startswith("-") else "+"
-        return f"{mantissa}e{sign}{int(exp.lstrip('+-'))}"
-    return format(Decimal(repr(value)), "f")
-
-
-def _go_json_string(value: str) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    # Go's json.Encoder escapes HTML characters and the JS line separators by default.
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                    ("\u2029", "\\u2029")):
-        text = text.replace(ch, esc)
-    return text
-
-
-def _go_json(value: Any, sort_keys: bool) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _go_json_float(value)
-    if isinstance(value, str):
-        return _go_json_string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_go_json(v, sort_keys) for v in value) + "]"
-    if isinstance(value, dict):
-        items = sorted(value.items()) if sort_keys else list(value.items())
-        return "{" + ",".join(f"{_go_json_string(str(k))}:{_go_json(v, sort_keys)}" for k, v in items) + "}"
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-def go_json_bytes(value: Any, sort_keys: bool = False) -> bytes:
-    """JSON exactly as Go's json.NewEncoder(w).Encode writes it: compact, HTML-escaped, trailing
-    newline. Maps (params) are key-sorted in Go, structs (config, manifest) keep field order: pass
-    `sort_keys` accordingly. Byte-identical output gives blobs the digests Ollama would give."""
-    return (_go_json(value, sort_keys) + "\n").encode()
-
-
-@dataclass
-class ModelEntry:
-    name: ModelName
-    manifest: Manifest
-    digest: str  # sha256 hex of the manifest file bytes: Ollama's model ID
-    modified_at: datetime  # manifest mtime, aware, local time zone
-    size: int
-
-
-def manifest_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -528,7 +344,4 @@ class Store:
 
     def load_record(self, name: ModelName) -> ModelRecord:
         """Everything needed to serve or show a model (see pyollama.store.model)."""
-        # Imported here because model.py builds on this module.
-        from pyollama.store.model import load_record
-
-        return load_record(self, name)
+        return read_record(self.entry(name), self.blobs, self.gguf_info)

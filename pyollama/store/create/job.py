@@ -1,0 +1,409 @@
+"""One create: prepare (every cheap check, no output), then work (yields progress), then the manifest.
+
+Large outputs (merged splits, converted safetensors, quantized weights) are written in a work
+directory under the models root and renamed into `blobs/` once hashed; small layers go through
+`BlobStore.write_bytes`. A failure, or the client going away, removes the blobs this create added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Generator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pyollama.errors import BadRequestError, NotFoundError, PyollamaError
+from pyollama.gguf import merge_splits
+from pyollama.golang import json as gojson
+from pyollama.store.blobs import fsync_dir, hash_file
+from pyollama.store.create import sources
+from pyollama.store.create.quantize import (
+    QUANTIZABLE_SOURCES,
+    normalize_quantize,
+    quantize_file,
+    source_file_type,
+)
+from pyollama.store.create.request import (
+    ERR_NO_SOURCE,
+    ERR_QUANTIZE_SOURCE,
+    CreateRequest,
+    Pull,
+    apply_info,
+    check_file_map,
+    check_template,
+)
+from pyollama.store.create.sources import GGUFFile, Planned, SplitSet, layer_status
+from pyollama.store.manifest import (
+    CONFIG_MEDIA_TYPE,
+    MEDIA_LICENSE,
+    MEDIA_MESSAGES,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
+    MEDIA_PROMPT,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+    CorruptManifestError,
+    Layer,
+    Manifest,
+)
+from pyollama.store.names import ModelName
+from pyollama.store.store import Store
+
+log = logging.getLogger("pyollama.store.create")
+
+_WORKDIR_PREFIX = "pyollama-create-"
+_WORKDIR_GRACE_SECONDS = 3600.0
+
+
+def _progress(status: str, **extra: Any) -> dict[str, Any]:
+    return {"status": status, **extra}
+
+
+class _CreateJob:
+    """One create: prepare (checks, no output), then work (yields progress)."""
+
+    def __init__(
+        self, store: Store, request: CreateRequest, *, prune: bool, pull: Pull | None, source_dir: Path | None
+    ) -> None:
+        self.store = store
+        self.request = request
+        self.prune = prune
+        self.pull = pull
+        self.source_dir = source_dir
+        self.created: list[str] = []  # blobs this create added; removed again if it fails
+        self.committed = False
+        self.workdir: Path | None = None
+
+    # -- driver ---------------------------------------------------------------------------------
+
+    def run(self) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self._run()
+        except BaseException:
+            # GeneratorExit included: a client that went away leaves no trace.
+            if not self.committed:
+                self._discard_created()
+            raise
+        finally:
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _discard_created(self) -> None:
+        if not self.created:
+            return
+        try:
+            self.store.remove_unused_blobs(set(self.created))
+        except OSError as exc:
+            log.warning("could not remove the blobs of a failed create: %s", exc)
+
+    def _run(self) -> Iterator[dict[str, Any]]:
+        req = self.request
+        store = self.store
+        remove_stale_workdirs(store)
+        target = store.canonical(ModelName.parse(req.model))
+        want = normalize_quantize(req.quantize) if req.quantize else None
+        if req.template:
+            check_template(req.template)
+
+        # Prepare: the base layers, checked but not yet written.
+        base_config: dict[str, Any] = {}
+        gguf_files: list[GGUFFile] = []
+        splits: list[SplitSet] = []
+        safetensors: dict[str, str] | None = None
+        base: list[Planned] = []
+        if self.source_dir is not None:
+            safetensors = {}
+        elif req.from_:
+            base_name = ModelName.parse(req.from_)
+            found = store.resolve(base_name)
+            if found is None:
+                if self.pull is None:
+                    raise NotFoundError(f"model '{base_name.display}' not found")
+                yield from self.pull(base_name)
+                found = store.resolve(base_name)
+                if found is None:
+                    raise NotFoundError(f"model '{base_name.display}' not found")
+            base, base_config = sources.from_model(store, found)
+        elif req.files is not None:
+            files = check_file_map(req.files)
+            kind = sources.detect_type(store, files)
+            if kind == "safetensors":
+                safetensors = files
+                sources.check_safetensors(store, files)
+            else:
+                gguf_files, splits = sources.gguf_files(store, files)
+        else:
+            raise BadRequestError(ERR_NO_SOURCE)
+        adapters = sources.adapters(store, req.adapters) if req.adapters is not None else []
+
+        model_info = sources.model_info(base, gguf_files, splits)
+        if model_info is not None and adapters:
+            for adapter in adapters:
+                arch = adapter.info.architecture if adapter.info is not None else ""
+                if arch and model_info.architecture and arch != model_info.architecture:
+                    raise BadRequestError(
+                        f'adapter architecture "{arch}" does not match model architecture '
+                        f'"{model_info.architecture}"'
+                    )
+        if model_info is not None:
+            source_type = source_file_type(model_info)
+        else:
+            # Conversion writes F16; a base without a GGUF model layer has nothing to quantize.
+            source_type = "F16" if safetensors is not None else "unknown"
+        if want is not None and source_type != want and source_type not in QUANTIZABLE_SOURCES:
+            raise BadRequestError(ERR_QUANTIZE_SOURCE)
+
+        # Work: the large outputs first, each reported as it happens.
+        planned: list[Planned] = list(base)
+        for entry in gguf_files:
+            yield _progress("parsing GGUF")
+            planned.append(
+                Planned(
+                    Layer(entry.media_type, entry.digest, entry.path.stat().st_size),
+                    layer_status(True, entry.digest),
+                    entry.info,
+                )
+            )
+        for split in splits:
+            for _ in split.parts:
+                yield _progress("parsing GGUF")
+            planned.append(self._merge(split))
+        if safetensors is not None:
+            yield _progress("converting model")
+            planned.append(self._convert(safetensors))
+        # Model layers first (Ollama keeps file order; a stable order keeps digests stable).
+        planned.sort(key=lambda p: p.layer.media_type != MEDIA_MODEL)
+        planned.extend(adapters)
+
+        if want is not None:
+            for i, item in enumerate(planned):
+                if item.layer.media_type == MEDIA_MODEL and item.info is not None:
+                    current = source_file_type(item.info)
+                    if current != want:
+                        planned[i] = yield from self._quantize(item, current, want)
+
+        planned = self._metadata_layers(planned)
+        config = self._config(planned, base_config)
+        config_digest, config_size, _ = self._write_small(gojson.encode(config, sort_keys=False))
+        manifest = Manifest(
+            config=Layer(CONFIG_MEDIA_TYPE, config_digest, config_size), layers=[p.layer for p in planned]
+        )
+        for item in planned:
+            yield _progress(item.status)
+
+        yield _progress("writing manifest")
+        old_digests = self._old_digests(target)
+        store.write_manifest(target, manifest)
+        self.committed = True
+        unused = old_digests - manifest.digests()
+        if unused and self.prune:
+            store.remove_unused_blobs(unused)
+        yield _progress("success")
+
+    # -- large outputs --------------------------------------------------------------------------
+
+    def _work(self) -> Path:
+        if self.workdir is None:
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            self.workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX, dir=self.store.root))
+        return self.workdir
+
+    def _adopt(self, path: Path, media_type: str) -> Planned:
+        """Move a finished file from the work dir into blobs/ under its digest."""
+        digest, size = hash_file(path)
+        target = self.store.blobs.path(digest)
+        existed = target.is_file()
+        if not existed:
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(path, 0o644)
+            self.store.blobs.dir.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            fsync_dir(self.store.blobs.dir)
+            self.created.append(digest)
+        info = self.store.gguf_info(target)
+        return Planned(Layer(media_type, digest, size), layer_status(existed, digest), info)
+
+    def _merge(self, split: SplitSet) -> Planned:
+        out = self._work() / "merged.gguf"
+        merge_splits([(p.path, p.layout) for p in split.parts], out)
+        return self._adopt(out, MEDIA_MODEL)
+
+    def _convert(self, files: Mapping[str, str]) -> Planned:
+        from pyollama.store.convert import convert_safetensors_dir
+
+        work = self._work()
+        if self.source_dir is not None:
+            src = self.source_dir
+        else:
+            src = work / "src"
+            for name, digest in files.items():
+                _materialize(self.store.blobs.path(digest), src / name)
+        out = work / "model.gguf"
+        convert_safetensors_dir(src, out, out_type="F16")
+        return self._adopt(out, MEDIA_MODEL)
+
+    def _quantize(self, item: Planned, current: str, want: str) -> Generator[dict[str, Any], None, Planned]:
+        out = self._work() / f"quantized-{want}.gguf"
+        yield from quantize_file(self.store.blobs.path(item.layer.digest), out, current, want, item.layer.size)
+        yield _progress("verifying conversion")
+        quantized = self._adopt(out, MEDIA_MODEL)
+        got = source_file_type(quantized.info) if quantized.info is not None else "unknown"
+        if got != want:
+            raise PyollamaError(f"quantization to {want} produced a {got} model")
+        return quantized
+
+    # -- metadata layers and config -------------------------------------------------------------
+
+    def _write_small(self, data: bytes) -> tuple[str, int, bool]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        existed = self.store.blobs.exists(digest)
+        if not existed:
+            self.store.blobs.write_bytes(data)
+            self.created.append(digest)
+        return digest, len(data), existed
+
+    def _small_layer(self, media_type: str, data: bytes) -> Planned:
+        digest, size, existed = self._write_small(data)
+        return Planned(Layer(media_type, digest, size), layer_status(existed, digest))
+
+    def _metadata_layers(self, planned: list[Planned]) -> list[Planned]:
+        """Ollama's setTemplate/setSystem/setLicense/setParameters/setMessages, in that order."""
+        req = self.request
+
+        def without(*media: str) -> list[Planned]:
+            return [p for p in planned if p.layer.media_type not in media]
+
+        if req.template:
+            planned = without(MEDIA_TEMPLATE, MEDIA_PROMPT) + [
+                self._small_layer(MEDIA_TEMPLATE, req.template.encode("utf-8"))
+            ]
+        if req.system:
+            planned = without(MEDIA_SYSTEM) + [self._small_layer(MEDIA_SYSTEM, req.system.encode("utf-8"))]
+        for text in req.license:
+            if text:
+                planned.append(self._small_layer(MEDIA_LICENSE, text.encode("utf-8")))
+        params = dict(req.parameters)
+        for item in planned:
+            if item.layer.media_type == MEDIA_PARAMS:
+                for key, value in self._read_params(item.layer.digest).items():
+                    params.setdefault(key, value)
+        if params:
+            planned = without(MEDIA_PARAMS) + [
+                self._small_layer(MEDIA_PARAMS, gojson.encode(params))
+            ]
+        if req.messages:
+            planned = without(MEDIA_MESSAGES) + [
+                self._small_layer(MEDIA_MESSAGES, gojson.encode(req.messages, sort_keys=False))
+            ]
+        return planned
+
+    def _read_params(self, digest: str) -> dict[str, Any]:
+        try:
+            value = json.loads(self.store.blobs.path(digest).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CorruptManifestError(f"params layer {digest} is unreadable: {exc}") from None
+        if not isinstance(value, dict):
+            raise CorruptManifestError(f"params layer {digest} is not a JSON object")
+        return value
+
+    def _config(self, planned: list[Planned], base: Mapping[str, Any]) -> dict[str, Any]:
+        req = self.request
+        model = next((p.info for p in planned if p.layer.media_type == MEDIA_MODEL and p.info), None)
+        families: list[str] = []
+        for item in planned:
+            if item.info is not None and item.layer.media_type in (MEDIA_MODEL, MEDIA_PROJECTOR):
+                arch = item.info.architecture
+                if arch and arch not in families:
+                    families.append(arch)
+        if model is not None:
+            family = model.architecture
+            model_type = model.parameter_size
+            file_type = source_file_type(model)
+        else:
+            family = str(base.get("model_family", ""))
+            model_type = str(base.get("model_type", ""))
+            file_type = str(base.get("file_type", ""))
+            inherited = base.get("model_families")
+            families = (
+                [f for f in inherited if isinstance(f, str)] if isinstance(inherited, list) else families
+            )
+        config: dict[str, Any] = {
+            "model_format": base.get("model_format") or "gguf",
+            "model_family": family,
+            "model_families": families or None,
+            "model_type": model_type,
+            "file_type": file_type,
+        }
+        for key in ("renderer", "parser", "requires"):
+            value = getattr(req, key) or base.get(key)
+            if value:
+                config[key] = value
+        capabilities = base.get("capabilities")
+        if isinstance(capabilities, list) and capabilities:
+            config["capabilities"] = capabilities
+        apply_info(config, req.info)
+        config["architecture"] = "amd64"
+        config["os"] = "linux"
+        config["rootfs"] = {"type": "layers", "diff_ids": [p.layer.digest for p in planned]}
+        return config
+
+    def _old_digests(self, target: ModelName) -> set[str]:
+        if self.store.resolve(target) is None:
+            return set()
+        try:
+            return self.store.read_manifest(target).digests()
+        except PyollamaError:
+            return set()
+
+
+def _materialize(blob: Path, dest: Path) -> None:
+    """Give a blob its upload name for the converter: a hard link, else a copy (another filesystem)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(blob, dest)
+    except OSError:
+        shutil.copyfile(blob, dest)
+
+
+def remove_stale_workdirs(store: Store, grace_seconds: float = _WORKDIR_GRACE_SECONDS) -> None:
+    """Remove work directories left by a create that was killed (older than the grace period,
+    so a create still running in another process keeps its own)."""
+    try:
+        entries = list(store.root.glob(_WORKDIR_PREFIX + "*"))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        try:
+            if entry.is_dir() and now - entry.stat().st_mtime > grace_seconds:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def create_model(
+    store: Store,
+    request: CreateRequest,
+    *,
+    prune: bool = True,
+    pull: Pull | None = None,
+    source_dir: Path | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Create (or replace) `request.model`, yielding Ollama's progress objects; ends with `success`.
+
+    `pull(name)` fetches a `from` model that is not in the store, yielding its own progress
+    (without it a missing `from` model is a 404). `prune` removes the blobs only the replaced
+    manifest used (OLLAMA_NOPRUNE unset). `source_dir` converts a local safetensors directory
+    instead of uploaded `files` (bundled models). Errors are PyollamaError subclasses with
+    their HTTP status; everything checkable is checked before the first object.
+    """
+    job = _CreateJob(store, request, prune=prune, pull=pull, source_dir=source_dir)
+    return job.run()
