@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from pyollama import __version__
 from pyollama.config import Config, parse_duration, parse_host
 from pyollama.errors import PyollamaError
+from pyollama.golang.time import parse_rfc3339
 
 log = logging.getLogger("pyollama")
 
@@ -214,18 +215,6 @@ def human_time(when: str, now: datetime | None = None) -> str:
         return "Forever"
     text = human_duration(delta)
     return f"{text} from now" if delta > 0 else f"{text} ago"
-
-
-def parse_rfc3339(text: str) -> datetime:
-    """RFC 3339 with up to nanoseconds (Python keeps microseconds)."""
-    text = text.replace("Z", "+00:00")
-    if "." in text:
-        head, rest = text.split(".", 1)
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
-        text = f"{head}.{digits[:6].ljust(6, '0')}{rest}"
-    return datetime.fromisoformat(text)
 
 
 def table(rows: list[list[str]]) -> str:

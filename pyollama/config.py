@@ -12,84 +12,30 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyollama.errors import BadRequestError
+from pyollama.golang import time as golang_time
+from pyollama.golang.strconv import quote
 
 log = logging.getLogger("pyollama.config")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
 
-# Go's time.ParseDuration units, in seconds.
-_DURATION_UNITS: dict[str, float] = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # U+00B5 micro sign
-    "μs": 1e-6,  # U+03BC Greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d*\.?\d*)([^\d.]*)")
-
-
-def go_quote(text: str) -> str:
-    """Go's %q for the strings that appear in error messages (close enough: JSON escaping)."""
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+# server/routes/models.py imports go_quote from here.
+go_quote = quote
 
 
 def parse_duration(text: str) -> float:
-    """Go's time.ParseDuration, in seconds: "5m", "1h30m", "1.5s", "-1m", "300ms", "0".
-
-    Raises BadRequestError with Go's own texts (`time: missing unit in duration "3600"`),
-    which Ollama returns verbatim for a bad `keep_alive` string.
-    """
-    original = text
-    quoted = go_quote(original)
-    sign = 1.0
-    if text[:1] in ("-", "+"):
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    if text == "0":
-        return 0.0
-    if text == "":
-        raise BadRequestError(f"time: invalid duration {quoted}")
-    total = 0.0
-    pos = 0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        if match is None or match.group(1) in ("", "."):
-            raise BadRequestError(f"time: invalid duration {quoted}")
-        number, unit = match.group(1), match.group(2)
-        if unit == "":
-            raise BadRequestError(f"time: missing unit in duration {quoted}")
-        if unit not in _DURATION_UNITS:
-            raise BadRequestError(f"time: unknown unit {go_quote(unit)} in duration {quoted}")
-        total += float(number) * _DURATION_UNITS[unit]
-        pos = match.end()
-    return sign * total
+    """Go's time.ParseDuration in seconds, failing as a BadRequestError with Go's text
+    (`time: missing unit in duration "3600"`), which Ollama returns verbatim for a bad `keep_alive`."""
+    try:
+        return golang_time.parse_duration(text)
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def _var(environ: Mapping[str, str], key: str) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyollama.errors import BadRequestError
+from pyollama.golang.fmt import type_name
 from pyollama.server.requests import (
     ANY,
     BOOL,
@@ -129,21 +130,6 @@ _EFFORTS: dict[str, bool | str] = {
     "ultra": "max",
 }
 _IMAGE_TYPES = ("jpeg", "jpg", "png", "webp")
-
-
-def go_type_name(value: Any) -> str:
-    """Go's %T of a decoded JSON value (Ollama's error texts use it)."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    return "map[string]interface {}"
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -286,7 +272,7 @@ def _messages(raw: list[dict[str, Any]]) -> list[Message]:
         else:
             # content may be left out only by a message that carries tool calls
             if "tool_calls" not in msg:
-                raise BadRequestError(f"invalid message content type: {go_type_name(content)}")
+                raise BadRequestError(f"invalid message content type: {type_name(content, json_decoded=True)}")
             messages.append(
                 Message(
                     role=role,
@@ -308,7 +294,7 @@ def _stops(value: Any, strict: bool) -> list[str] | None:
             if isinstance(item, str):
                 stops.append(item)
             elif strict:
-                raise BadRequestError(f"invalid type for 'stop' field: {go_type_name(item)}")
+                raise BadRequestError(f"invalid type for 'stop' field: {type_name(item, json_decoded=True)}")
         return stops
     return None
 

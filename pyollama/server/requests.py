@@ -20,8 +20,11 @@ from typing import Any
 
 from flask import Request
 
-from pyollama.config import go_quote, parse_duration
+from pyollama.config import parse_duration
 from pyollama.errors import BadRequestError
+from pyollama.golang import json as gojson
+from pyollama.golang.fmt import type_name
+from pyollama.golang.strconv import quote
 
 # A field type: a Go type name for error texts plus a checker. Nested structs are dicts of fields.
 Spec = Mapping[str, "FieldType"]
@@ -29,87 +32,15 @@ Spec = Mapping[str, "FieldType"]
 _BASE64_ALPHABET = re.compile(r"[A-Za-z0-9+/=]")
 
 
-class _GoConstantError(ValueError):
-    """Raised for NaN/Infinity, which Python's json accepts and Go's rejects."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise _GoConstantError(name)
-
-
-def _go_char(text: str, pos: int) -> str:
-    """Go's quoteChar of the byte at `pos` (as encoding/json quotes an offending byte)."""
-    raw = text[pos:].encode("utf-8")[:1]
-    ch = raw.decode("latin-1") if raw else ""
-    if ch == "'":
-        return "'\\''"
-    if ch == '"':
-        return "'\"'"
-    return "'" + go_quote(ch)[1:-1] + "'"
-
-
-def _innermost_container(text: str, end: int) -> str:
-    """'{' or '[' for the container open at `end` (scans outside string literals)."""
-    stack: list[str] = []
-    in_string = escaped = False
-    for ch in text[:end]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            stack.append(ch)
-        elif ch in "}]" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
-
-
-def _go_syntax_error(text: str, exc: json.JSONDecodeError) -> str:
-    pos = exc.pos
-    if pos >= len(text) or exc.msg.startswith("Unterminated string"):
-        return "unexpected EOF"
-    char = _go_char(text, pos)
-    msg = exc.msg
-    if msg.startswith("Expecting value"):
-        return f"invalid character {char} looking for beginning of value"
-    if msg.startswith("Expecting property name"):
-        return f"invalid character {char} looking for beginning of object key string"
-    if msg.startswith("Expecting ':'"):
-        return f"invalid character {char} after object key"
-    if msg.startswith("Expecting ',' delimiter"):
-        if _innermost_container(text, pos) == "{":
-            return f"invalid character {char} after object key:value pair"
-        return f"invalid character {char} after array element"
-    if msg.startswith("Invalid control character"):
-        return f"invalid character {char} in string literal"
-    if msg.startswith("Invalid \\uXXXX"):
-        return f"invalid character {char} in \\u hexadecimal character escape"
-    if msg.startswith("Invalid \\escape"):
-        return f"invalid character {_go_char(text, pos + 1)} in string escape code"
-    return f"invalid character {char} looking for beginning of value"
-
-
 def decode_json(data: bytes) -> Any:
     """The first JSON value of `data` (trailing bytes ignored, as Go's Decoder does)."""
     text = data.decode("utf-8", errors="replace").lstrip(" \t\r\n")
     if text == "":
         raise BadRequestError("missing request body")
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
     try:
-        value, _ = decoder.raw_decode(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(_go_syntax_error(text, exc)) from None
-    except _GoConstantError as exc:
-        name = str(exc)
-        if name.startswith("-"):
-            raise BadRequestError(f"invalid character '{name[1]}' in numeric literal") from None
-        raise BadRequestError(f"invalid character '{name[0]}' looking for beginning of value") from None
-    return value
+        return gojson.decode(text)
+    except gojson.DecodeError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def read_json(request: Request) -> Any:
@@ -118,18 +49,6 @@ def read_json(request: Request) -> Any:
 
 
 # -- typed fields ------------------------------------------------------------------------------
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 @dataclass(frozen=True)
@@ -141,16 +60,7 @@ class FieldType:
 
 
 def _type_error(value: Any, path: str, go_type: str) -> BadRequestError:
-    kind = _json_kind(value)
-    if kind == "number" and go_type.startswith(("int", "uint")):
-        kind = f"number {_go_number(value)}"
-    return BadRequestError(f"json: cannot unmarshal {kind} into Go struct field {path} of type {go_type}")
-
-
-def _go_number(value: float) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    return repr(value) if isinstance(value, float) else str(value)
+    return BadRequestError(gojson.unmarshal_type_error(value, path, go_type))
 
 
 def _scalar(go_type: str, accept: Callable[[Any], bool]) -> FieldType:
@@ -221,7 +131,7 @@ def decode_struct(body: Any, spec: Spec, struct: str) -> dict[str, Any]:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        kind = _json_kind(body)
+        kind = gojson.kind(body)
         raise BadRequestError(f"json: cannot unmarshal {kind} into Go value of type {struct_type(struct)}")
     folded = {name.casefold(): name for name in spec}
     out: dict[str, Any] = {}
@@ -241,9 +151,6 @@ def struct_type(struct: str) -> str:
 
 # -- Ollama's custom-unmarshalled fields ----------------------------------------------------------
 
-_GO_TYPE_NAMES = {"bool": "bool", "array": "[]interface {}", "object": "map[string]interface {}"}
-
-
 def parse_keep_alive(value: Any) -> float | None:
     """api.Duration: seconds; None when absent; -1.0 for "forever" (any negative value)."""
     if value is None:
@@ -253,7 +160,7 @@ def parse_keep_alive(value: Any) -> float | None:
     if isinstance(value, str):
         seconds = parse_duration(value)
         return -1.0 if seconds < 0 else seconds
-    raise BadRequestError(f"Unsupported type: '{_GO_TYPE_NAMES[_json_kind(value)]}'")
+    raise BadRequestError(f"Unsupported type: '{type_name(value, json_decoded=True)}'")
 
 
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -267,7 +174,7 @@ def parse_think(value: Any) -> bool | str | None:
         if value in THINK_LEVELS:
             return value
         raise BadRequestError(
-            f'invalid think value: {go_quote(value)} (must be "high", "medium", "low", "max", true, or false)'
+            f'invalid think value: {quote(value)} (must be "high", "medium", "low", "max", true, or false)'
         )
     raise BadRequestError('think must be a boolean or string ("high", "medium", "low", "max", true, or false)')
 
@@ -289,7 +196,7 @@ def parse_format(value: Any) -> Format:
     if isinstance(value, dict):
         return Format(schema=value)
     raw = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    raise BadRequestError(f'invalid format: {go_quote(raw)}; expected "json" or a valid JSON Schema object')
+    raise BadRequestError(f'invalid format: {quote(raw)}; expected "json" or a valid JSON Schema object')
 
 
 def check_top_logprobs(value: int) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flask import Response
 
 from pyollama.errors import PyollamaError
+from pyollama.golang.time import format_rfc3339
 from pyollama.server.errors import error_response
 from pyollama.server.metrics import CompletionTimer, completion_timer
 
@@ -43,25 +44,14 @@ NDJSON = "application/x-ndjson"
 # -- timestamps -------------------------------------------------------------------------------
 
 
-def rfc3339(dt: datetime, nanos: int | None = None) -> str:
-    """Go's RFC3339Nano: fraction with trailing zeros trimmed (none if zero), `Z` for UTC."""
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    frac_ns = nanos if nanos is not None else dt.microsecond * 1000
-    frac = f".{frac_ns:09d}".rstrip("0") if frac_ns else ""
-    offset = dt.utcoffset()
-    if offset is None or offset.total_seconds() == 0:
-        zone = "Z"
-    else:
-        minutes = int(offset.total_seconds() // 60)
-        sign = "+" if minutes >= 0 else "-"
-        zone = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-    return base + frac + zone
+# The name routes and tests import: Go's RFC3339Nano.
+rfc3339 = format_rfc3339
 
 
 def now_utc() -> str:
     """`created_at`: the current UTC time with nanoseconds, as Ollama's `time.Now().UTC()`."""
     ns = time.time_ns()
-    return rfc3339(datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc), ns % 1_000_000_000)
+    return format_rfc3339(datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc), ns % 1_000_000_000)
 
 
 # -- NDJSON -----------------------------------------------------------------------------------

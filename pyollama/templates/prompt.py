@@ -32,27 +32,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyollama.errors import BadRequestError
-from pyollama.templates.gotemplate import (
-    OMIT_EMPTY,
-    OMIT_NEVER,
-    OMIT_NIL,
+from pyollama.golang import json as gojson
+from pyollama.golang.values import OMIT_EMPTY, OMIT_NEVER, OMIT_NIL, NilPointer, Struct, Typed
+from pyollama.templates.gotext import (
     ActionNode,
     BranchNode,
     CommandNode,
     FieldNode,
     ListNode,
-    NilPointer,
     Node,
     PipeNode,
     RangeNode,
-    Struct,
     Template,
     TemplateError,
     TemplateNode,
     TextNode,
-    Typed,
-    go_json,
-    go_json_string,
     identifiers,
 )
 
@@ -292,13 +286,13 @@ def _go_number(v: Any) -> Any:
 def _json_or_empty_object(value: Mapping[str, Any] | None) -> Callable[[], str]:
     """String() of Ollama's templateArgs / templateProperties: JSON, and `{}` for a nil map."""
     def string() -> str:
-        return "{}" if value is None else go_json(value)
+        return "{}" if value is None else gojson.marshal(value)
     return string
 
 
 def _json_of(value: Any, *, sort_keys: bool = True) -> Callable[[], str]:
     def marshal() -> str:
-        return go_json(value, sort_keys=sort_keys)
+        return gojson.marshal(value, sort_keys=sort_keys)
     return marshal
 
 
@@ -368,7 +362,7 @@ def _property_type(t: Any) -> Typed:
         return types[0] if len(types) == 1 else "[" + " ".join(types) + "]"
 
     def marshal() -> str:
-        return go_json_string(types[0]) if len(types) == 1 else go_json(types if types else None)
+        return gojson.quote(types[0]) if len(types) == 1 else gojson.marshal(types if types else None)
 
     return Typed("api.PropertyType", types, string=string, marshal=marshal, nil=not types)
 

@@ -10,9 +10,10 @@ import pytest
 from create_helpers import sha256_of
 
 from pyollama.store.bundled import BUNDLED_MODELS, GEMMA3_TEMPLATE, BundledModel, import_bundled_models
-from pyollama.store.manifests import MEDIA_MODEL, MEDIA_PARAMS, MEDIA_TEMPLATE, Store
+from pyollama.store.manifest import MEDIA_MODEL, MEDIA_PARAMS, MEDIA_TEMPLATE
 from pyollama.store.names import ModelName
-from pyollama.templates.gotemplate import Template
+from pyollama.store.store import Store
+from pyollama.templates.gotext import Template
 
 # Ollama's library gemma3 template, as the brief gives it.
 OLLAMA_GEMMA3_TEMPLATE = """{{- range $i, $_ := .Messages }}

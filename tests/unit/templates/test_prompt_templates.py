@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pyollama.errors import BadRequestError
-from pyollama.templates.gotemplate import Template, TemplateError
+from pyollama.templates.gotext import Template, TemplateError
 from pyollama.templates.prompt import (
     RenderedPrompt,
     Truncation,

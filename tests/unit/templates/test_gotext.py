@@ -1,4 +1,4 @@
-"""Go text/template behaviour of pyollama.templates.gotemplate.
+"""Go text/template behaviour of pyollama.templates.gotext.
 
 Expected outputs and error texts in GO_CASES were produced by Go's own text/template (Go 1.19,
 configured like Ollama: missingkey=zero plus a `json` function) on the same template and data.
@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from pyollama.errors import BadRequestError
-from pyollama.templates import gotemplate
-from pyollama.templates.gotemplate import NO_VALUE, NilPointer, Struct, Template, TemplateError, Typed
+from pyollama.golang import values
+from pyollama.golang.values import NO_VALUE, NilPointer, Struct, Typed
+from pyollama.templates.gotext import Template, TemplateError
+from pyollama.templates.gotext import exec as gotext_exec
 
 DATA: dict[str, Any] = {
     "A": "a", "S": "h\u00e9llo", "N": 42, "F": 2.5, "T": True, "FalseV": False, "Z": "", "Zero": 0, "E": [],
@@ -202,9 +204,9 @@ def test_typed_value_prints_with_string_method_and_marshals_separately() -> None
 
 def test_json_of_struct_follows_omitempty_rules() -> None:
     s = Struct("T", {"A": "", "B": {}, "C": None, "D": 0.0, "E": NilPointer("*X")},
-               json_fields=(("a", "A", gotemplate.OMIT_EMPTY), ("b", "B", gotemplate.OMIT_NIL),
-                            ("c", "C", gotemplate.OMIT_NIL), ("d", "D", gotemplate.OMIT_NEVER),
-                            ("e", "E", gotemplate.OMIT_NIL)))
+               json_fields=(("a", "A", values.OMIT_EMPTY), ("b", "B", values.OMIT_NIL),
+                            ("c", "C", values.OMIT_NIL), ("d", "D", values.OMIT_NEVER),
+                            ("e", "E", values.OMIT_NIL)))
     assert _render("{{ json .S }}", {"S": s}) == '{"b":{},"d":0}'
 
 
@@ -238,13 +240,13 @@ def test_json_escapes_html_and_line_separators_like_go() -> None:
 
 
 def test_runaway_template_stops_with_error_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gotemplate, "MAX_STEPS", 5000)
+    monkeypatch.setattr(gotext_exec, "MAX_STEPS", 5000)
     with pytest.raises(TemplateError, match="execution stopped after 5000 steps"):
         _render("{{ range 1000 }}{{ range 1000 }}x{{ end }}{{ end }}")
 
 
 def test_output_ceiling_stops_huge_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gotemplate, "MAX_OUTPUT_CHARS", 1000)
+    monkeypatch.setattr(gotext_exec, "MAX_OUTPUT_CHARS", 1000)
     with pytest.raises(TemplateError, match="output exceeds 1000 characters"):
         _render("{{ range 100 }}0123456789012345{{ end }}")
 
