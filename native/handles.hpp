@@ -16,6 +16,7 @@ struct ModelHandle {
     const llama_vocab * vocab = nullptr;
     int32_t n_vocab = 0;
     std::string path;
+    bool repack = true;  // loaded with the CPU's extra buffer types (AMX, repacked weights)
 
     ~ModelHandle() {
         if (model) {

@@ -53,10 +53,12 @@ std::string read_meta(const llama_model * model, int32_t (*fn)(const llama_model
 }
 
 ModelPtr load_model(const std::string & path, int n_gpu_layers, bool use_mmap, bool use_mlock, bool vocab_only,
-                    int main_gpu, const py::object & progress, bool check_tensors) {
+                    int main_gpu, const py::object & progress, bool check_tensors, bool repack) {
     ensure_backend("");
     llama_model_params params = llama_model_default_params();
     params.n_gpu_layers = n_gpu_layers;
+    // use_extra_bufts: the CPU backend's extra buffer types (AMX tiles, repacked weight layouts).
+    params.use_extra_bufts = repack;
     params.vocab_only = vocab_only;
     params.main_gpu = main_gpu;
     params.check_tensors = check_tensors;
@@ -96,6 +98,7 @@ ModelPtr load_model(const std::string & path, int n_gpu_layers, bool use_mmap, b
     handle->vocab = llama_model_get_vocab(model);
     handle->n_vocab = llama_vocab_n_tokens(handle->vocab);
     handle->path = path;
+    handle->repack = repack;
     return handle;
 }
 
@@ -165,9 +168,10 @@ void bind_model(py::module_ & m) {
     py::class_<ModelHandle, ModelPtr>(m, "Model")
         .def(py::init(&load_model), py::arg("path"), py::arg("n_gpu_layers") = 0, py::arg("use_mmap") = true,
              py::arg("use_mlock") = false, py::arg("vocab_only") = false, py::arg("main_gpu") = 0,
-             py::arg("progress") = py::none(), py::arg("check_tensors") = false,
+             py::arg("progress") = py::none(), py::arg("check_tensors") = false, py::arg("repack") = true,
              "llama_model_load_from_file (GIL released; progress(float)->bool|None may cancel)")
         .def_readonly("path", &ModelHandle::path)
+        .def_readonly("repack", &ModelHandle::repack)
         .def_readonly("n_vocab", &ModelHandle::n_vocab)
         // llama_model_* scalar getters: never fail on a loaded model.
         .def_property_readonly("n_ctx_train", [](const ModelHandle & h) { return llama_model_n_ctx_train(h.model); })

@@ -104,6 +104,24 @@ void bind_system(py::module_ & m) {
         }
         return out;
     });
+    // ggml_backend_dev_get_extra_bufts (the CPU registry's proc address): the CPU's extra
+    // buffer types, which a model loaded with repack=true uses (AMX, CPU_REPACK, ...); never fails.
+    m.def("cpu_extra_buffer_types", [] {
+        std::vector<std::string> names;
+        ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+        if (cpu == nullptr) {
+            return names;
+        }
+        auto get_extra = reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(ggml_backend_reg_get_proc_address(
+            ggml_backend_dev_backend_reg(cpu), "ggml_backend_dev_get_extra_bufts"));
+        if (get_extra == nullptr) {
+            return names;
+        }
+        for (ggml_backend_buffer_type_t * buft = get_extra(cpu); buft != nullptr && *buft != nullptr; ++buft) {
+            names.emplace_back(ggml_backend_buft_name(*buft));
+        }
+        return names;
+    });
     m.def("time_us", [] { return llama_time_us(); }, "llama_time_us");
 }
 

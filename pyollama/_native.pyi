@@ -7,9 +7,9 @@ import typing
 import numpy
 import numpy.typing
 
-__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'backend_init', 'backends', 'devices', 'has_rpc', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'rpc_add_server', 'rpc_check_endpoint', 'rpc_proto_version', 'rpc_registered', 'rpc_start_server', 'sample_many', 'set_log_level', 'time_us']
+__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'backend_init', 'backends', 'cpu_extra_buffer_types', 'devices', 'has_rpc', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'rpc_add_server', 'rpc_check_endpoint', 'rpc_proto_version', 'rpc_registered', 'rpc_start_server', 'sample_many', 'set_log_level', 'time_us']
 class Model:
-    def __init__(self, path: str, n_gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0, use_mmap: bool = True, use_mlock: bool = False, vocab_only: bool = False, main_gpu: typing.SupportsInt | typing.SupportsIndex = 0, progress: typing.Any = None, check_tensors: bool = False) -> None:
+    def __init__(self, path: str, n_gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0, use_mmap: bool = True, use_mlock: bool = False, vocab_only: bool = False, main_gpu: typing.SupportsInt | typing.SupportsIndex = 0, progress: typing.Any = None, check_tensors: bool = False, repack: bool = True) -> None:
         """
         llama_model_load_from_file (GIL released; progress(float)->bool|None may cancel)
         """
@@ -106,6 +106,9 @@ class Model:
         ...
     @property
     def path(self) -> str:
+        ...
+    @property
+    def repack(self) -> bool:
         ...
     @property
     def size(self) -> int:
@@ -489,6 +492,8 @@ def set_log_level(level: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     ggml log level threshold: 1 debug, 2 info, 3 warn, 4 error, 5 none
     """
+def cpu_extra_buffer_types() -> list[str]:
+    ...
 def time_us() -> int:
     """
     llama_time_us

@@ -357,13 +357,28 @@ class ProgressPrinter:
 # -- commands -------------------------------------------------------------------------------
 
 
+def cpu_paths_line(paths: dict[str, Any], repack: bool | None) -> str:
+    """The start-up line that names the CPU code paths models take (pyollama.llama.system.cpu_paths)."""
+    extra = ", ".join(paths["extra_buffer_types"]) or "none"
+    if repack is False:
+        how = "off (PYOLLAMA_REPACK=0): weights stay in the GGUF's layout"
+    elif repack:
+        how = "on (PYOLLAMA_REPACK=1)"
+    else:
+        how = "on, and off for a model whose first decode crashes (PYOLLAMA_REPACK=0 turns it off)"
+    variant = paths["variant"]
+    variant_text = "built for this machine" if variant == "native" else f"variant {variant}"
+    return (f"CPU: {variant_text}; AMX kernels {'compiled in' if paths['amx'] else 'not compiled in'}; "
+            f"extra buffer types: {extra}; repack {how}")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from waitress import serve  # type: ignore[import-untyped]
 
     import pyollama
     from pyollama.server import create_app
     from pyollama.store.bundled import import_bundled_models
-    from pyollama.store.manifests import Store
+    from pyollama.store.store import Store
 
     config = Config.from_env()
     if args.host is not None or args.port is not None:
@@ -386,6 +401,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         info = pyollama.system_info()
         log.info("backends: %s; devices: %s", ", ".join(map(str, info.get("backends", []))),
                  ", ".join(map(str, info.get("devices", []))) or "none")
+        log.info(cpu_paths_line(info["cpu_paths"], config.repack))
     except ImportError as exc:
         log.warning("native module unavailable: %s", exc)
     if config.rpc_servers:

@@ -187,7 +187,13 @@ class Config:
     load_timeout: float = 300.0
     num_threads: int = 0
     rpc_servers: tuple[str, ...] = ()
-    runner_process: bool = False  # each model in a child process (always so with rpc_servers)
+    # each model in a child process, as Ollama's runners: a native crash fails that model's
+    # requests, not the server (PYOLLAMA_RUNNER_PROCESS=0: in the server's process; never so
+    # with rpc_servers)
+    runner_process: bool = True
+    # the CPU's extra buffer types (AMX, repacked weights): None = on, and off for a model whose
+    # runner crashed in its first decode (PYOLLAMA_REPACK=1 or 0 forces either)
+    repack: bool | None = None
     api_keys: tuple[str, ...] = ()
     api_keys_file: Path | None = None  # one key per line; read when the app is built (server/auth.py)
 
@@ -222,7 +228,8 @@ class Config:
             load_timeout=math.inf if load_timeout <= 0 else load_timeout,
             num_threads=_uint(env, "PYOLLAMA_NUM_THREADS", 0) or physical_cores(),
             rpc_servers=_list(env, "PYOLLAMA_RPC_SERVERS"),
-            runner_process=_bool(env, "PYOLLAMA_RUNNER_PROCESS"),
+            runner_process=_bool(env, "PYOLLAMA_RUNNER_PROCESS", default=True),
+            repack=_optional_bool(env, "PYOLLAMA_REPACK"),
             api_keys=_list(env, "PYOLLAMA_API_KEYS"),
             api_keys_file=Path(keys_file).expanduser() if keys_file else None,
         )

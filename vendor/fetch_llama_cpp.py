@@ -1,10 +1,12 @@
-"""Unpack the pinned llama.cpp source tree into vendor/llama.cpp.
+"""Unpack the pinned llama.cpp source tree into vendor/llama.cpp and patch it.
 
-Called by CMakeLists.txt with the build's own interpreter when the tree is
-missing. The sdist named in vendor/llama.cpp.pin is downloaded with pip (or
-taken from the cache in ~/.cache/pyollama), verified against its sha256, and
-its vendor/llama.cpp directory is extracted. A tree already in place is
-reused, so offline rebuilds work.
+Called by CMakeLists.txt with the build's own interpreter at every configure.
+When the tree is missing, the sdist named in vendor/llama.cpp.pin is
+downloaded with pip (or taken from the cache in ~/.cache/pyollama), verified
+against its sha256, and its vendor/llama.cpp directory is extracted. A tree
+already in place is reused, so offline rebuilds work. Then pyollama's own
+patch series (vendor/patches/, see llama_patches.py) is brought up to date in
+the tree; a patch that does not apply fails the build.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import llama_patches
+
 HERE = Path(__file__).resolve().parent
 TREE = HERE / "llama.cpp"
 PIN = HERE / "llama.cpp.pin"
+PATCHES = HERE / "patches"
 
 
 def read_pin() -> dict[str, str]:
@@ -107,12 +113,34 @@ def extract_tree(sdist: Path) -> None:
         os.replace(src, TREE)
 
 
+def tree_present() -> bool:
+    return (TREE / "CMakeLists.txt").exists() and (TREE / "include" / "llama.h").exists()
+
+
+def patch_tree() -> None:
+    for line in llama_patches.sync(TREE, PATCHES):
+        print(f"pyollama: {line} to vendor/llama.cpp")
+
+
 def main() -> int:
-    if (TREE / "CMakeLists.txt").exists() and (TREE / "include" / "llama.h").exists():
-        return 0
-    sdist = verified_sdist(read_pin())
-    extract_tree(sdist)
-    print(f"pyollama: unpacked llama.cpp from {sdist.name} into {TREE}")
+    pin = read_pin()
+    if not tree_present():
+        sdist = verified_sdist(pin)
+        extract_tree(sdist)
+        print(f"pyollama: unpacked llama.cpp from {sdist.name} into {TREE}")
+    try:
+        patch_tree()
+    except llama_patches.PatchError as first:
+        # A tree edited by hand cannot be brought back by reversing patches: unpack it afresh.
+        print(f"pyollama: {first}; unpacking llama.cpp afresh", file=sys.stderr)
+        extract_tree(verified_sdist(pin))
+        try:
+            patch_tree()
+        except llama_patches.PatchError as error:
+            print(f"pyollama: {error}.\nThe patch series in vendor/patches/ was written for "
+                  f"{pin['package']} {pin['version']}: re-check it against this pin and drop "
+                  "the patches upstream has made obsolete.", file=sys.stderr)
+            return 1
     return 0
 
 

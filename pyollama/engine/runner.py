@@ -209,6 +209,8 @@ class RunnerBase(abc.ABC):
     load_duration_ns: int
     embedding_only: bool
 
+    repack = True  # weights in the CPU's extra buffer types (AMX, repacked layouts): `Model(repack=)`
+
     def __init__(self, model: Model) -> None:
         self.model = model
         self._templates: ChatTemplates | None = None
@@ -321,6 +323,7 @@ class Runner(RunnerBase):
         n_threads: int = 0,
         adapters: list[str] | None = None,
         projector: str | None = None,
+        repack: bool = True,
     ) -> None:
         t0 = time.perf_counter()
         self.options = options
@@ -336,10 +339,12 @@ class Runner(RunnerBase):
                 use_mmap=options.use_mmap if options.use_mmap is not None else True,
                 use_mlock=options.use_mlock,
                 main_gpu=options.main_gpu or 0,
+                repack=repack,
             )
         except (RuntimeError, ValueError) as e:
             raise ModelLoadError(f"llama runner process has terminated: {e}") from e
         super().__init__(model)
+        self.repack = repack
         if projector:
             self.n_ctx = max(self.n_ctx, VISION_MIN_CTX)
         self.n_ctx = max(4, min(self.n_ctx, self.model.n_ctx_train or self.n_ctx))

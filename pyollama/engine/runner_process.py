@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import json
 import logging
 import os
 import queue
@@ -40,6 +41,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+import pyollama
 from pyollama import errors
 from pyollama.engine.options import RunnerOptions
 from pyollama.engine.runner import (
@@ -63,7 +65,32 @@ STOPPED = (
 # ggml_abort prints "<file>:<line>: <message>"; that message is the cause worth repeating.
 _GGML_ABORT = re.compile(r"\.(?:c|cpp|cu|m):\d+: (.+)$")
 _STDERR_TAIL = 40
+_STDERR_LOGGED = 10  # of the tail, the lines logged when a runner dies
 _CLOSE_WAIT_S = 10.0
+# Signals of a native fault (as opposed to a kill from outside): a bad CPU path, a driver bug.
+FAULT_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE})
+
+# The child runs this: the parent's own sys.path, so it imports the very package the parent
+# runs (an installed pyollama, not a source checkout that happens to be the working directory),
+# and refuses to start when that still resolves elsewhere.
+_BOOTSTRAP = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
+    "from pyollama.engine.runner_process import _child_main; sys.exit(_child_main(sys.argv[1:]))"
+)
+
+
+def exit_description(code: int | None) -> str:
+    """How a process ended, in Go's words (os.ProcessState.String), as Ollama reports its runners:
+    "exit status 1", "signal: segmentation fault"."""
+    if code is None:
+        return "the runner closed its connection"
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        name = signal.strsignal(-code)
+    except ValueError:
+        name = None
+    return f"signal: {name.lower() if name else f'signal {-code}'}"
 
 
 class RunnerStoppedError(PyollamaError):
@@ -159,13 +186,16 @@ class ProcessRunner(RunnerBase):
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self._alive = True
         self._closing = False
+        self._decoded = False  # any text or embedding came back: the model's kernels have run
+        self._exit_code: int | None = None
         self._death: RunnerStoppedError | None = None
         parent_sock, child_sock = socket.socketpair()
         env = dict(os.environ)
         env.setdefault("GGML_NO_BACKTRACE", "1")  # no gdb attach on abort: slow, and the cause is one line
         try:
+            package_dir = os.path.dirname(os.path.abspath(pyollama.__file__))
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "pyollama.engine.runner_process", str(child_sock.fileno())],
+                [sys.executable, "-c", _BOOTSTRAP, str(child_sock.fileno()), json.dumps(sys.path), package_dir],
                 pass_fds=(child_sock.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -184,6 +214,7 @@ class ProcessRunner(RunnerBase):
             raise
         self.n_ctx = int(info["n_ctx"])
         self.embedding_only = bool(info["embedding_only"])
+        self.repack = bool(info["repack"])
         self._size = int(info["size"])
         self._size_vram = int(info["size_vram"])
         self._reader = threading.Thread(target=self._read_loop, name="pyollama-runner-reader", daemon=True)
@@ -208,6 +239,14 @@ class ProcessRunner(RunnerBase):
     @property
     def pid(self) -> int:
         return int(self._proc.pid)
+
+    @property
+    def faulted_before_first_decode(self) -> bool:
+        """The child died by a native fault (SIGSEGV, SIGILL, SIGBUS, SIGFPE) before any text or
+        embedding came back: the model's first decode crashed, most likely in a CPU code path."""
+        code = self._exit_code
+        return not self._alive and not self._decoded and code is not None and code < 0 and \
+            -code in FAULT_SIGNALS
 
     @property
     def n_queued(self) -> int:
@@ -316,6 +355,8 @@ class ProcessRunner(RunnerBase):
             except (EOFError, OSError):
                 break
             kind, rid = message[0], message[1]
+            if kind in ("text", "end", "embedded"):
+                self._decoded = True
             if kind == "text":
                 self._deliver(rid, message[2])
             elif kind == "accepted":
@@ -334,13 +375,16 @@ class ProcessRunner(RunnerBase):
         except subprocess.TimeoutExpired:
             self._kill()
         self._stderr_thread.join(timeout=2.0)
+        self._exit_code = self._proc.poll()
         death = RunnerStoppedError(f"{STOPPED}: {self._death_detail()}")
         with self._queues_lock:
             self._alive = False
             self._death = death
             open_queues = list(self._queues.values())
         if not self._closing:
-            log.error("model runner process %d stopped: %s", self._proc.pid, death.message)
+            tail = list(self._stderr_tail)[-_STDERR_LOGGED:]
+            log.error("model runner process %d stopped: %s%s", self._proc.pid, self._death_detail(),
+                      "; its last output:\n  " + "\n  ".join(tail) if tail else " (it printed nothing)")
         for out in open_queues:
             out.put(death)
 
@@ -350,15 +394,7 @@ class ProcessRunner(RunnerBase):
             found = _GGML_ABORT.search(line)
             if found:
                 return found.group(1).strip()
-        code = self._proc.poll()
-        if code is None:
-            return "the runner closed its connection"
-        if code < 0:
-            try:
-                return f"exit status {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit status {code}"
+        return exit_description(self._proc.poll())
 
     def _read_stderr(self) -> None:
         """The child's log (llama.cpp's and ours) goes to the server's log; its tail explains a death."""
@@ -414,6 +450,7 @@ class _ChildServer:
                     "size": runner.size,
                     "size_vram": runner.size_vram,
                     "embedding_only": runner.embedding_only,
+                    "repack": runner.repack,
                 },
             )
         )
@@ -474,6 +511,11 @@ class _ChildServer:
 
 
 def _child_main(argv: list[str]) -> int:
+    """argv: the socket's fd, then (from the bootstrap) the parent's sys.path and package dir."""
+    if len(argv) > 2 and os.path.dirname(os.path.abspath(pyollama.__file__)) != argv[2]:
+        print(f"pyollama runner: imported pyollama from {os.path.dirname(pyollama.__file__)}, but the server "
+              f"runs the one in {argv[2]}", file=sys.stderr)
+        return 3
     debug = os.environ.get("OLLAMA_DEBUG", "").lower() not in ("", "0", "false")
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,

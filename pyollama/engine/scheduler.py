@@ -41,6 +41,7 @@ class LoadedModel:
     size_vram: int
     expires_at: datetime
     context_length: int
+    repack: bool
 
 
 @dataclass
@@ -75,6 +76,9 @@ class Scheduler:
         self._cond = threading.Condition()
         self._waiting = 0
         self._loading: set[str] = set()  # digests being loaded right now (the lock is released meanwhile)
+        # models whose runner crashed in its first decode with the CPU's extra buffer types:
+        # loaded without them from then on (while config.repack is automatic)
+        self._without_repack: set[str] = set()
         self._closed = False
 
     @property
@@ -145,6 +149,7 @@ class Scheduler:
                 n_threads=cfg.num_threads,
                 adapters=[str(p) for p in record.adapter_paths],
                 projector=projector,
+                repack=self._repack_for(record.digest),
             )
         finally:
             self._cond.acquire()
@@ -162,6 +167,11 @@ class Scheduler:
         self._entries[record.digest] = entry
         log.info("loaded model %s (%s) in %.2fs", record.name.display, record.model_path, runner.load_duration_ns / 1e9)
         return entry
+
+    def _repack_for(self, digest: str) -> bool:
+        if self.config.repack is not None:
+            return self.config.repack
+        return digest not in self._without_repack
 
     def _release(self, entry: _Entry) -> None:
         with self._cond:
@@ -213,6 +223,14 @@ class Scheduler:
             entry.timer.cancel()
         if entry.refs == 0:
             entry.runner.close()
+        runner = entry.runner
+        if getattr(runner, "faulted_before_first_decode", False) and runner.repack and self.config.repack is None:
+            self._without_repack.add(key)
+            log.warning(
+                "model %s crashed in its first decode with the CPU's extra buffer types (AMX, repacked "
+                "weights): loading it again without them. If that fixes it, PYOLLAMA_REPACK=0 makes it "
+                "permanent for every model", entry.record.name.display)
+            return
         log.warning("model %s is no longer running; it will be loaded again", entry.record.name.display)
         self._cond.notify_all()
 
@@ -248,6 +266,7 @@ class Scheduler:
                         size_vram=entry.runner.size_vram,
                         expires_at=expires,
                         context_length=entry.runner.n_ctx,
+                        repack=entry.runner.repack,
                     )
                 )
         out.sort(key=lambda m: m.expires_at, reverse=True)

@@ -30,7 +30,11 @@ class Model(_native.Model):
         vocab_only: bool = False,
         main_gpu: int = 0,
         progress: Callable[[float], bool | None] | None = None,
+        repack: bool = True,
     ) -> None:
+        """`repack=False` keeps the weights in the GGUF's own layout on the CPU: no AMX tiles and
+        no repacked (interleaved) blocks, so only the CPU's plain kernels run. Slower on CPUs
+        that have those paths; the way around a faulty one."""
         init_backends()
         super().__init__(
             os.fspath(path),
@@ -40,6 +44,7 @@ class Model(_native.Model):
             vocab_only=vocab_only,
             main_gpu=main_gpu,
             progress=progress,
+            repack=repack,
         )
 
     @property

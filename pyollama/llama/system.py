@@ -48,6 +48,32 @@ def offload_devices() -> list[dict[str, Any]]:
     return [dict(d) for d in _native.devices() if d.get("type") != "cpu"]
 
 
+def cpu_variant() -> str:
+    """Which CPU build of ggml runs: the variant a portable build (GGML_CPU_ALL_VARIANTS) chose
+    for this CPU, read from the libraries this process mapped, or "native" for a build made for
+    its machine (one libggml-cpu)."""
+    init_backends()
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "native"
+    found = sorted(set(re.findall(r"libggml-cpu-([\w-]+)\.(?:so|dylib|dll)", maps)))
+    return ", ".join(found) or "native"
+
+
+def cpu_paths() -> dict[str, Any]:
+    """The CPU code paths a model can take: the ggml CPU variant, the extra buffer types that a
+    model loaded with repack=True puts its weights in (AMX, CPU_REPACK), and whether AMX is
+    compiled in and present."""
+    init_backends()
+    features = set(re.findall(r"(\w+) = 1", _native.print_system_info()))
+    return {
+        "variant": cpu_variant(),
+        "extra_buffer_types": list(_native.cpu_extra_buffer_types()),
+        "amx": "AMX_INT8" in features,
+    }
+
+
 def system_info() -> dict[str, Any]:
     init_backends()
     info = _native.print_system_info()
@@ -56,6 +82,7 @@ def system_info() -> dict[str, Any]:
         "backends": list(_native.backends()),
         "devices": list(_native.devices()),
         "cpu_features": features,
+        "cpu_paths": cpu_paths(),
         "llama": dict(_native.llama_build_info()),
         "system_info": info.strip(),
     }

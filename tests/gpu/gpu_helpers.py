@@ -100,6 +100,9 @@ class ServeProcess:
 
     root: Path
     rpc: str = ""
+    # False: weights in the GGUF's layout (no AMX, no repacked blocks), the kernels RPC workers
+    # run, so that a local server's greedy tokens can be compared with theirs on any CPU
+    repack: bool = True
     port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -124,6 +127,7 @@ class ServeProcess:
             PYOLLAMA_NUM_THREADS="1",
         )
         env.pop("PYOLLAMA_RPC_SERVERS", None)
+        env["PYOLLAMA_REPACK"] = "1" if self.repack else "0"
         args = [sys.executable, "-m", "pyollama", "serve"] + (["--rpc", self.rpc] if self.rpc else [])
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=NEUTRAL_CWD)

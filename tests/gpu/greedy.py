@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info = system_info()
     saved, log_path = _capture_stderr()
     try:
-        model = Model(args.model, n_gpu_layers=args.n_gpu_layers)
+        model = Model(args.model, n_gpu_layers=args.n_gpu_layers, repack=not args.no_repack)
         ctx = Context(model, n_ctx=512, n_batch=512, n_threads=args.threads, n_threads_batch=args.threads)
     finally:
         load_log = _restore_stderr(saved, log_path)
@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--n-gpu-layers", type=int, default=0)
     parser.add_argument("--rpc", default="")
+    parser.add_argument("--no-repack", action="store_true", help="weights in the GGUF's layout (RPC workers' kernels)")
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--step-delay", type=float, default=0.0)

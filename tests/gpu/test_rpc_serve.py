@@ -27,7 +27,7 @@ def _generate(url: str, prompt: str, **options: Any) -> dict[str, Any]:
 
 @pytest.fixture()
 def local_server(tmp_path: Path) -> Iterator[ServeProcess]:
-    server = ServeProcess(tmp_path / "local")
+    server = ServeProcess(tmp_path / "local", repack=False)  # the workers' kernels, on any CPU
     server.start()
     try:
         yield server
@@ -52,7 +52,7 @@ def test_generate_split_across_two_workers_matches_local_only(
     local = _generate(local_server.url, prompt)
     split = _generate(rpc_server.url, prompt)
     assert split["response"] == local["response"]
-    assert split["eval_count"] == local["eval_count"] == GREEDY["num_predict"]
+    assert 0 < split["eval_count"] == local["eval_count"] <= GREEDY["num_predict"]
     assert split["context"] == local["context"]
     ps = requests.get(f"{rpc_server.url}/api/ps", timeout=10).json()
     assert [m["name"] for m in ps["models"]] == [MODEL]

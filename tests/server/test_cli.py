@@ -242,11 +242,21 @@ def test_serve_imports_bundled_models_and_answers(tmp_path: Path, smollm2_models
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text == "Ollama is running"
         names = [m["name"] for m in requests.get(f"http://127.0.0.1:{port}/api/tags", timeout=10).json()["models"]]
         assert "smollm2:135m" in names
+        # the README's main job, started where the tests run (the source checkout): the model's
+        # runner process imports the server's package and answers
+        body = {"model": "smollm2:135m", "prompt": "Why is the sky blue?", "stream": False,
+                "options": {"num_predict": 4, "temperature": 0}}
+        reply = requests.post(f"http://127.0.0.1:{port}/api/generate", json=body, timeout=300)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["response"]
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=30)
     assert f"Listening on 127.0.0.1:{port}" in output
     assert "backends:" in output
+    assert re.search(r"CPU: (built for this machine|variant [\w, -]+); AMX kernels (not )?compiled in; "
+                     r"extra buffer types: [\w, ]+; repack on", output), output
+    assert "model runner process" in output
 
 
 # -- with SmolLM2 loaded (the shared inference server) ---------------------------------------------

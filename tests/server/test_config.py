@@ -145,7 +145,14 @@ def test_config_trims_quotes_and_spaces_like_ollama() -> None:
 
 
 def test_flash_attention_zero_means_off_and_runner_process_flag() -> None:
-    off = Config.from_env({"HOME": "/tmp", "OLLAMA_FLASH_ATTENTION": "0", "PYOLLAMA_RUNNER_PROCESS": "1"})
+    off = Config.from_env({"HOME": "/tmp", "OLLAMA_FLASH_ATTENTION": "0", "PYOLLAMA_RUNNER_PROCESS": "0"})
     assert off.flash_attention is False
-    assert off.runner_process is True
-    assert Config.from_env({"HOME": "/tmp"}).runner_process is False
+    assert off.runner_process is False
+    # models run in child processes unless told otherwise (a native crash is not the server's)
+    assert Config.from_env({"HOME": "/tmp"}).runner_process is True
+
+
+def test_repack_is_automatic_unless_forced() -> None:
+    assert Config.from_env({"HOME": "/tmp"}).repack is None
+    assert Config.from_env({"HOME": "/tmp", "PYOLLAMA_REPACK": "0"}).repack is False
+    assert Config.from_env({"HOME": "/tmp", "PYOLLAMA_REPACK": "1"}).repack is True

@@ -35,7 +35,9 @@ TOO_LONG = "the input length exceeds the context length"
 
 
 def _one_slot_server(models: Path) -> contextlib.AbstractContextManager[LiveServer]:
-    return serving(create_app(smollm2_config(models, num_parallel=1)))
+    """The model in the server's own process (PYOLLAMA_RUNNER_PROCESS=0): its slots and its log
+    can be watched from the test."""
+    return serving(create_app(smollm2_config(models, num_parallel=1, runner_process=False)))
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import requests
 from pyollama.config import Config
 from pyollama.llama import Model
 from pyollama.server import create_app
-from pyollama.store.manifests import Store
 from pyollama.store.names import ModelName
+from pyollama.store.store import Store
 from tests.server.conftest import CHATML, CHATML_TOOLS, LiveServer, add_model, start_server, stop_server
 
 MODEL = "smollm2:135m"
@@ -243,9 +243,13 @@ def test_chat_stream_sends_whole_multibyte_characters(inference_server: LiveServ
     body = {"model": MODEL, "messages": CHINESE_CHAT,
             "options": {"temperature": 0, "num_predict": CHINESE_CHAT_PREDICT}}
     lines = [json.loads(raw.decode("utf-8")) for raw in _ndjson_lines(inference_server, "/api/chat", body)]
-    pieces = [line["message"]["content"] for line in lines]
-    _assert_whole_characters(pieces)
+    pieces = [line["message"]["content"] for line in lines if line["message"]["content"]]
     text = "".join(pieces)
+    if lines[-1]["done_reason"] == "length":
+        # where num_predict cuts a character in two (on some CPUs' greedy output), what is left
+        # of it is flushed at the very end, once; nothing before it is split
+        pieces[-1] = pieces[-1].rstrip("\ufffd")
+    _assert_whole_characters(pieces)
     assert _non_ascii(text) >= 3
     assert len(text) < lines[-1]["eval_count"]
     whole = _post(inference_server, "/api/chat", {**body, "stream": False}).json()

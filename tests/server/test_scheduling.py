@@ -100,7 +100,7 @@ def test_full_queue_answers_503_with_ollamas_text(smollm2_models: Path) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(m.record for m in scheduler.loaded()):
             time.sleep(0.05)
-        runner_pending = lambda: sum(len(e.runner._pending) for e in scheduler._entries.values())
+        runner_pending = lambda: sum(e.runner.n_queued for e in scheduler._entries.values())
         while time.monotonic() < deadline and runner_pending() < 1:
             time.sleep(0.05)
         refused = requests.post(f"{server.url}/api/generate", json={**long_body, "stream": False}, timeout=120)

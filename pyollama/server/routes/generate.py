@@ -49,7 +49,7 @@ from pyollama.store.names import ModelName
 
 if TYPE_CHECKING:
     from pyollama.engine.runner import ChatPrompt, CompletionRequest, RunnerBase
-    from pyollama.templates.gotemplate import Template
+    from pyollama.templates.gotext import Template
     from pyollama.templates.prompt import Truncation
 
 log = logging.getLogger("pyollama.server")

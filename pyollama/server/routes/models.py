@@ -215,6 +215,9 @@ def ps() -> Response:
                 "expires_at": rfc3339(loaded.expires_at),
                 "size_vram": loaded.size_vram,
                 "context_length": loaded.context_length,
+                # pyollama's own: False when the weights stay in the GGUF's layout on the CPU
+                # (PYOLLAMA_REPACK=0, or after a crash in the model's first decode)
+                "repack": loaded.repack,
             }
         )
     return json_response({"models": models})

@@ -64,7 +64,7 @@ def check_file_map(files: Mapping[str, str]) -> dict[str, str]:
 def check_template(template: str) -> None:
     """Parse a Go template with pyollama's renderer; `template error: ...` (400) if it does not parse."""
     # Imported here: templates is a sibling layer, needed only when a template is given.
-    from pyollama.templates.gotemplate import Template
+    from pyollama.templates.gotext import Template
 
     try:
         Template.parse(template)
