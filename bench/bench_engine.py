@@ -21,7 +21,6 @@ import argparse
 import datetime
 import importlib.util
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -33,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from peers import free_port, llama_bench, llama_server, median, model_path, pyollama_server, wait_http
+from peers import (
+    free_port,
+    llama_bench,
+    llama_server,
+    median,
+    model_path,
+    pyollama_server,
+    replace_section,
+    wait_http,
+)
 
 from pyollama.llama import Model
 from pyollama.store.bundled import import_bundled_models
@@ -322,15 +330,7 @@ def write_results(path: Path, table: str) -> None:
     block = (f"{BEGIN}\n`{command}` ({datetime.date.today().isoformat()}; each peer its own process, over "
              f"HTTP; pyollama with OLLAMA_NUM_PARALLEL=8, llama-server with -np 8, 1024 tokens of context "
              f"per slot)\n\n{table}\n{END}")
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in old and END in old.split(BEGIN, 1)[1]:
-        head, rest = old.split(BEGIN, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n## Server and engine (bench_engine.py)\n\n" + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_section(path, BEGIN, END, "## Server and engine (bench_engine.py)", block)
 
 
 def main() -> None:

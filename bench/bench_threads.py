@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_native import pyollama_pp, pyollama_tg
-from peers import llama_bench, median, model_path, pyollama_server
+from peers import llama_bench, median, model_path, pyollama_server, replace_section
 
 from pyollama.llama import Context, Model
 from pyollama.llama.system import cpu_paths
@@ -186,18 +186,6 @@ def f16_smollm2() -> Path:
     return out
 
 
-def write_results(path: Path, text: str) -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in old and END in old.split(BEGIN, 1)[1]:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n## Decode threads and CPU paths (issue 12, bench_threads.py)\n\n" + text + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -225,7 +213,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        write_results(args.out, text)
+        replace_section(args.out, BEGIN, END, "## Decode threads and CPU paths (issue 12, bench_threads.py)", text)
 
 
 if __name__ == "__main__":

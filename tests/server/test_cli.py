@@ -19,16 +19,11 @@ import ollama
 import pytest
 import requests
 
-from pyollama.cli import (
-    Client,
-    ProgressPrinter,
-    build_parser,
-    human_bytes,
-    human_eta,
-    human_time,
-    main,
-    upload_files,
-)
+from pyollama.cli import build_parser, main
+from pyollama.cli.client import Client
+from pyollama.cli.commands.create import upload_files
+from pyollama.cli.format import human_bytes, human_eta, human_time
+from pyollama.cli.progress import ProgressPrinter
 from pyollama.store.names import ModelName
 from pyollama.store.store import Store
 from tests.server.conftest import LiveServer, add_model, free_port

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from registry_support import Registry
 
-from pyollama.cli import human_bytes
+from pyollama.cli.format import human_bytes
 from pyollama.store.names import ModelName
 from pyollama.store.store import Store
 from tests.server.conftest import LiveServer
