@@ -11,130 +11,36 @@ the free slot sharing the longest token prefix and evaluates only the rest.
 
 from __future__ import annotations
 
-import abc
 import collections
-import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from pyollama.engine.base import Completion, RunnerBase
 from pyollama.engine.detokenizer import StreamDetokenizer
-from pyollama.engine.options import PredictOptions, RunnerOptions
+from pyollama.engine.embedding import Embedder
 from pyollama.engine.prompt_cache import pick_slot
 from pyollama.engine.schema_grammar import schema_grammar
 from pyollama.engine.slots import END, CompletionResult, Slot, SlotState, Task
+from pyollama.engine.types import TOO_LONG, CompletionChunk, CompletionRequest, EmbedResult
 from pyollama.errors import BadRequestError, CanceledError, ModelLoadError, PyollamaError, ServerBusyError
-from pyollama.llama import Batch, ChatTemplates, Context, LoraAdapter, Model
+from pyollama.llama import Batch, Context, LoraAdapter, Model
 from pyollama.llama.mtmd import MtmdChunks, MtmdContext, default_marker
 from pyollama.llama.sampler import DEFAULT_SEED, JSON_GRAMMAR, SamplerSettings, sample_many
 from pyollama.llama.system import offload_devices
+from pyollama.options import RunnerOptions
 
 log = logging.getLogger("pyollama.runner")
 
-TOO_LONG = "the input length exceeds the context length"
 # llama-server's answer (passed through by Ollama) to images for a model loaded without a projector.
 NO_MULTIMODAL = "Multimodal data provided, but model does not support multimodal requests."
 # Ollama's image tags in rendered prompts; N indexes the request's images.
 _IMAGE_TAG = re.compile(r"\[img-(\d+)\]")
 # Ollama gives vision models at least this much context.
 VISION_MIN_CTX = 2048
-
-
-@dataclass
-class CompletionChunk:
-    text: str
-
-
-@dataclass
-class CompletionRequest:
-    prompt: str | list[int]
-    options: PredictOptions = field(default_factory=PredictOptions)
-    grammar: str | None = None
-    json_schema: dict[str, Any] | None = None
-    json_mode: bool = False
-    truncate: bool = True
-    shift: bool = True
-    suffix: str | None = None
-    images: list[bytes] = field(default_factory=list)
-    # from a ChatPrompt (tool-call grammars are lazy: they start at a trigger)
-    grammar_lazy: bool = False
-    grammar_triggers: list[dict[str, Any]] = field(default_factory=list)
-    preserved_tokens: list[str] = field(default_factory=list)
-    additional_stops: list[str] = field(default_factory=list)
-    generation_prompt: str = ""
-
-
-@dataclass
-class EmbedResult:
-    embeddings: list[list[float]]
-    prompt_eval_count: int
-
-
-@dataclass
-class ParsedReply:
-    content: str
-    thinking: str
-    tool_calls: list[dict[str, Any]]
-
-
-@dataclass
-class ChatPrompt:
-    """A prompt rendered by the GGUF's Jinja template, and how to read the reply."""
-
-    prompt: str
-    grammar: str | None
-    grammar_lazy: bool
-    grammar_triggers: list[dict[str, Any]]
-    preserved_tokens: list[str]
-    additional_stops: list[str]
-    generation_prompt: str
-    format: str
-    _params: Any = field(repr=False, default=None)
-
-    def parse_reply(self, text: str, *, partial: bool = False) -> ParsedReply:
-        parsed = self._params.parse(text, is_partial=partial)
-        calls = []
-        for call in parsed["tool_calls"]:
-            try:
-                arguments = json.loads(call["arguments"]) if call["arguments"] else {}
-            except json.JSONDecodeError:
-                arguments = {"_raw": call["arguments"]}
-            calls.append({"function": {"name": call["name"], "arguments": arguments}})
-        return ParsedReply(parsed["content"], parsed["reasoning_content"], calls)
-
-    def apply_to(self, request: CompletionRequest) -> CompletionRequest:
-        if self.grammar and not (request.json_mode or request.json_schema or request.grammar):
-            request.grammar = self.grammar
-            request.grammar_lazy = self.grammar_lazy
-            request.grammar_triggers = self.grammar_triggers
-            request.preserved_tokens = self.preserved_tokens
-            request.generation_prompt = self.generation_prompt
-        request.additional_stops = list(self.additional_stops)
-        return request
-
-
-class Completion(abc.ABC):
-    """The caller's handle on a request in flight: iterate for text; cancel when the client leaves."""
-
-    @abc.abstractmethod
-    def __iter__(self) -> Iterator[CompletionChunk]: ...
-
-    @abc.abstractmethod
-    def cancel(self) -> None: ...
-
-    @property
-    @abc.abstractmethod
-    def result(self) -> CompletionResult: ...
-
-    @property
-    @abc.abstractmethod
-    def n_cached(self) -> int:
-        """Prompt tokens taken from the prompt cache instead of evaluated (final once the
-        completion has ended)."""
 
 
 class TaskCompletion(Completion):
@@ -168,142 +74,6 @@ class TaskCompletion(Completion):
         if task.media is not None:
             return 0
         return max(0, len(task.prompt) - task.n_evaluated)
-
-
-def _to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ollama messages -> the OpenAI shape llama.cpp's chat code reads (tool-call arguments as JSON text)."""
-    out = []
-    for msg in messages:
-        m: dict[str, Any] = {"role": msg.get("role", "user"), "content": msg.get("content") or ""}
-        if msg.get("thinking"):
-            m["reasoning_content"] = msg["thinking"]
-        calls = msg.get("tool_calls") or []
-        if calls:
-            m["tool_calls"] = [
-                {
-                    "type": "function",
-                    "id": c.get("id") or f"call_{i}",
-                    "function": {
-                        "name": c.get("function", {}).get("name", ""),
-                        "arguments": json.dumps(c.get("function", {}).get("arguments", {})),
-                    },
-                }
-                for i, c in enumerate(calls)
-            ]
-        if msg.get("tool_name"):
-            m["name"] = msg["tool_name"]
-        if msg.get("tool_call_id"):
-            m["tool_call_id"] = msg["tool_call_id"]
-        out.append(m)
-    return out
-
-
-class RunnerBase(abc.ABC):
-    """What the scheduler and the server know of a loaded model: prompts in, text out.
-
-    The base holds the model's vocabulary and chat templates (tokenizing and rendering run on
-    the request's thread); subclasses run the model in this process (`Runner`) or in a child
-    process (`runner_process.ProcessRunner`)."""
-
-    n_ctx: int
-    load_duration_ns: int
-    embedding_only: bool
-
-    repack = True  # weights in the CPU's extra buffer types (AMX, repacked layouts): `Model(repack=)`
-
-    def __init__(self, model: Model) -> None:
-        self.model = model
-        self._templates: ChatTemplates | None = None
-        self._templates_lock = threading.Lock()
-
-    @property
-    @abc.abstractmethod
-    def size(self) -> int:
-        """Bytes the loaded model holds (weights and KV cache)."""
-
-    @property
-    def size_vram(self) -> int:
-        """Of `size`, the bytes on accelerators and RPC workers (`/api/ps`)."""
-        return 0
-
-    @property
-    def alive(self) -> bool:
-        """False once the model can no longer run (its process died): the scheduler replaces it."""
-        return True
-
-    @property
-    @abc.abstractmethod
-    def n_queued(self) -> int:
-        """Completions waiting for a free sequence (read-only; for metrics)."""
-
-    @property
-    @abc.abstractmethod
-    def n_active(self) -> int:
-        """Sequences evaluating a prompt or generating (read-only; for metrics)."""
-
-    @property
-    @abc.abstractmethod
-    def busy(self) -> bool: ...
-
-    @abc.abstractmethod
-    def complete(self, request: CompletionRequest) -> Completion: ...
-
-    @abc.abstractmethod
-    def embed(self, inputs: list[str], *, truncate: bool = True) -> EmbedResult: ...
-
-    @abc.abstractmethod
-    def close(self) -> None: ...
-
-    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        return list(self.model.tokenize(text, add_special, parse_special))
-
-    def detokenize(self, tokens: list[int]) -> str:
-        try:
-            return str(self.model.detokenize(tokens))
-        except (IndexError, TypeError, OverflowError) as e:  # token ids from a client (`context`)
-            raise BadRequestError(f"invalid context: {e}") from e
-
-    def chat_templates(self, override: str = "") -> ChatTemplates:
-        if override:
-            return ChatTemplates(self.model, override)
-        with self._templates_lock:
-            if self._templates is None:
-                self._templates = ChatTemplates(self.model)
-            return self._templates
-
-    @property
-    def has_chat_template(self) -> bool:
-        return self.model.chat_template() is not None
-
-    def chat_prompt(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        add_generation_prompt: bool = True,
-        think: bool | None = None,
-    ) -> ChatPrompt:
-        try:
-            params = self.chat_templates().apply(
-                json.dumps(_to_openai_messages(messages)),
-                json.dumps(tools) if tools else "",
-                add_generation_prompt,
-                enable_thinking=bool(think) if think is not None else True,
-                parallel_tool_calls=bool(tools),
-            )
-        except ValueError as e:
-            raise BadRequestError(str(e)) from e
-        return ChatPrompt(
-            prompt=params.prompt,
-            grammar=params.grammar or None,
-            grammar_lazy=params.grammar_lazy,
-            grammar_triggers=list(params.grammar_triggers),
-            preserved_tokens=list(params.preserved_tokens),
-            additional_stops=list(params.additional_stops),
-            generation_prompt=params.generation_prompt,
-            format=params.format,
-            _params=params,
-        )
 
 
 class Runner(RunnerBase):
@@ -360,8 +130,6 @@ class Runner(RunnerBase):
                 self._mtmd = MtmdContext(self.model, projector, n_threads=self._n_threads, use_gpu=n_gpu != 0)
             except (RuntimeError, ValueError) as e:
                 raise ModelLoadError(f"llama runner process has terminated: {e}") from e
-        self._embed_lock = threading.Lock()
-        self._embed_ctx: Context | None = None
         self._eog = frozenset(self.model.eog_tokens())
         self._pending: collections.deque[Task] = collections.deque()
         self._lock = threading.Lock()
@@ -380,6 +148,7 @@ class Runner(RunnerBase):
             self._thread.start()
         else:
             self.slots = []
+        self._embedder = Embedder(self.model, self.n_ctx, self._make_context)
         self.load_duration_ns = int((time.perf_counter() - t0) * 1e9)
 
     # ---- public API (any thread) ----
@@ -431,59 +200,8 @@ class Runner(RunnerBase):
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    # ---- embeddings (caller's thread, serialised) ----
-
     def embed(self, inputs: list[str], *, truncate: bool = True) -> EmbedResult:
-        if not inputs:
-            return EmbedResult([], 0)
-        limit = self.n_ctx
-        token_lists = []
-        for text in inputs:
-            tokens = self.tokenize(text, add_special=True, parse_special=False)
-            if len(tokens) > limit:
-                if not truncate:
-                    raise BadRequestError(TOO_LONG)
-                keep_eos = self.model.add_eos and tokens and tokens[-1] == self.model.token_eos
-                tokens = tokens[: limit - 1] + [tokens[-1]] if keep_eos else tokens[:limit]
-            if not tokens:
-                tokens = [self.model.token_bos or 0]
-            token_lists.append(tokens)
-        with self._embed_lock:
-            ctx = self._embedding_context()
-            vectors = self._embed_batched(ctx, token_lists)
-        return EmbedResult(vectors, sum(len(t) for t in token_lists))
-
-    def _embedding_context(self) -> Context:
-        if self._embed_ctx is None:
-            pooling = "unspecified" if self.model.is_embedding else "mean"
-            # one unified KV buffer: a decode packs up to 8 inputs whose tokens fit num_ctx together
-            self._embed_ctx = self._make_context(
-                self.n_ctx, 8, embeddings=True, pooling=pooling, n_batch=self.n_ctx, unified=True
-            )
-        return self._embed_ctx
-
-    def _embed_batched(self, ctx: Context, token_lists: list[list[int]]) -> list[list[float]]:
-        """Pack as many inputs as fit (by tokens and sequences) into each decode."""
-        vectors: list[list[float]] = [[] for _ in token_lists]
-        n_batch, n_seq = ctx.n_batch, ctx.n_seq_max
-        batch = Batch(n_batch, 1)
-        encoder = self.model.has_encoder and not self.model.has_decoder
-        i = 0
-        while i < len(token_lists):
-            batch.clear()
-            members: list[int] = []
-            while i < len(token_lists) and len(members) < n_seq and len(batch) + len(token_lists[i]) <= n_batch:
-                seq = len(members)
-                toks = token_lists[i]
-                for pos, tok in enumerate(toks):
-                    batch.add(tok, pos, seq, True)
-                members.append(i)
-                i += 1
-            ctx.memory_clear(True)
-            (ctx.encode if encoder else ctx.decode)(batch)
-            for seq, idx in enumerate(members):
-                vectors[idx] = ctx.embeddings_seq(seq).astype(float).tolist()
-        return vectors
+        return self._embedder.embed(inputs, truncate=truncate)
 
     # ---- setup helpers ----
 

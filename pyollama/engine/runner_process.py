@@ -43,17 +43,12 @@ from typing import Any
 
 import pyollama
 from pyollama import errors
-from pyollama.engine.options import RunnerOptions
-from pyollama.engine.runner import (
-    Completion,
-    CompletionChunk,
-    CompletionRequest,
-    EmbedResult,
-    RunnerBase,
-)
+from pyollama.engine.base import Completion, RunnerBase
 from pyollama.engine.slots import CompletionResult
+from pyollama.engine.types import CompletionChunk, CompletionRequest, EmbedResult
 from pyollama.errors import ModelLoadError, PyollamaError
 from pyollama.llama import Model
+from pyollama.options import RunnerOptions
 
 log = logging.getLogger("pyollama.runner")
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pyollama.engine.options import RunnerOptions
-from pyollama.engine.runner import Runner, RunnerBase
+from pyollama.engine.base import RunnerBase
+from pyollama.engine.runner import Runner
 from pyollama.errors import ServerBusyError
+from pyollama.options import RunnerOptions
 
 if TYPE_CHECKING:
     from pyollama.config import Config

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,31 +34,19 @@ from pyollama.store.manifest import (
     Manifest,
 )
 from pyollama.store.names import ModelName
+from pyollama.templates.prompt import template_capabilities
 
 log = logging.getLogger("pyollama.store")
 
 # Small layers are read whole; anything this large is not a template or a params map.
 _MAX_TEXT_LAYER = 64 << 20
 
-# Field names used inside Go template actions, e.g. `{{ .Tools }}` or `{{ range .Messages }}`.
-_ACTION_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_FIELD_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class ModelBlobError(PyollamaError):
     """A layer blob the manifest names is missing or unreadable: the store is damaged (500)."""
 
     status = 500
-
-
-def template_vars(template: str) -> set[str]:
-    """Lower-cased field names referenced in a Go template's actions (Ollama's Template.Vars)."""
-    names: set[str] = set()
-    for action in _ACTION_RE.findall(template):
-        # Strip string literals so `"a.b"` inside an action is not read as a field.
-        action = re.sub(r'"(?:\\.|[^"\\])*"|`[^`]*`', "", action)
-        names.update(m.lower() for m in _FIELD_RE.findall(action))
-    return names
 
 
 @dataclass
@@ -138,13 +125,8 @@ class ModelRecord:
         elif self.model_path is not None and self.config.get("model_format") == "gguf":
             add("completion")
         if self.template is not None:
-            names = template_vars(self.template)
-            if "tools" in names:
-                add("tools")
-            if "suffix" in names:
-                add("insert")
-            if "thinking" in names:
-                add("thinking")
+            for cap in template_capabilities(self.template):
+                add(cap)
         elif info is not None and info.chat_template:
             # Without a Go template the GGUF's Jinja template is rendered (Ollama's native mode).
             chat = info.chat_template

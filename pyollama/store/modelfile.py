@@ -22,6 +22,7 @@ import numpy as np
 
 from pyollama.errors import BadRequestError
 from pyollama.golang.strconv import format_float, quote
+from pyollama.options import OPTIONS
 
 if TYPE_CHECKING:
     from pyollama.store.model import ModelRecord
@@ -38,17 +39,6 @@ ERR_INVALID_ROLE = 'message role must be one of "system", "user", or "assistant"
 ERR_NO_FROM = "no FROM line"
 MESSAGE_ROLES = ("system", "user", "assistant")
 
-# api.Options + api.Runner JSON tags at the reference commit, with FormatParams' kinds.
-_INT_PARAMS = frozenset({
-    "num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch", "num_gpu",
-    "num_thread", "draft_num_predict", "main_gpu",
-})
-_FLOAT_PARAMS = frozenset({
-    "top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
-    "frequency_penalty",
-})
-_BOOL_PARAMS = frozenset({"use_mmap"})
-_LIST_PARAMS = frozenset({"stop"})
 # Accepted by Ollama's Modelfile path but ignored with a printed warning.
 DEPRECATED_PARAMETERS = frozenset({
     "penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock", "mirostat",
@@ -253,13 +243,16 @@ def parse_commands(text: str | bytes) -> list[Command]:
 
 def parse_parameter_value(key: str, raw: str) -> Any:
     """Type one PARAMETER value like Ollama's FormatParams (stop gives a one-element list)."""
-    if key in _LIST_PARAMS:
+    spec = OPTIONS.get(key)
+    # deprecated parameters are typed as booleans (Ollama's FormatParams sees them as bool fields)
+    kind = spec.type if spec is not None else bool if key in DEPRECATED_PARAMETERS else None
+    if kind is list:
         return [raw]
-    if key in _INT_PARAMS or key in ("mirostat",):
+    if kind is int:
         if _INT_RE.fullmatch(raw) is None or not -(2**63) <= int(raw) < 2**63:
             raise BadRequestError(f"invalid int value [{raw}]")
         return int(raw)
-    if key in _FLOAT_PARAMS or key in ("mirostat_tau", "mirostat_eta"):
+    if kind is float:
         if _FLOAT_RE.fullmatch(raw) is None:
             raise BadRequestError(f"invalid float value [{raw}]")
         parsed = float(raw)
@@ -269,7 +262,7 @@ def parse_parameter_value(key: str, raw: str) -> Any:
         value = np.float32(parsed)
         # Stored as the float32 Ollama keeps, printed by its shortest decimal (0.7, not 0.699999988).
         return float(str(value))
-    if key in _BOOL_PARAMS or key in DEPRECATED_PARAMETERS:
+    if kind is bool:
         if raw not in _BOOL_WORDS:
             raise BadRequestError(f"invalid bool value [{raw}]")
         return _BOOL_WORDS[raw]

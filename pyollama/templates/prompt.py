@@ -152,6 +152,19 @@ def uses_think(template: Template) -> bool:
     return opening != "" and closing != ""
 
 
+@functools.lru_cache(maxsize=64)
+def template_capabilities(text: str) -> tuple[str, ...]:
+    """The capabilities Ollama's Model.Capabilities reads off a Go template, in its order:
+    `tools` (uses_tools), `insert` (uses_suffix), `thinking` (uses_think). A template that does
+    not parse has none: it renders nothing, so it can serve none of them."""
+    try:
+        template = parse_template(text)
+    except TemplateError:
+        return ()
+    checks = (("tools", uses_tools), ("insert", uses_suffix), ("thinking", uses_think))
+    return tuple(name for name, check in checks if check(template))
+
+
 def thinking_tags(template: Template) -> tuple[str, str]:
     """Ollama's thinking.InferTags: the text that opens and closes thinking in the template.
 

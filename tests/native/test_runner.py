@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pyollama.engine.options import PredictOptions, RunnerOptions
-from pyollama.engine.runner import CompletionRequest, Runner
+from pyollama.engine.runner import Runner
+from pyollama.engine.types import CompletionRequest
 from pyollama.errors import BadRequestError, CanceledError, ServerBusyError
+from pyollama.options import PredictOptions, RunnerOptions
 
 GREEDY = PredictOptions(temperature=0.0, num_predict=40, seed=1)
 

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import requests
 
-from pyollama.engine.runner import Runner, RunnerBase
+from pyollama.engine.base import RunnerBase
+from pyollama.engine.runner import Runner
 from pyollama.server import create_app
 from pyollama.store.names import ModelName
 from pyollama.store.store import Store

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from pyollama.engine.options import RunnerOptions
 from pyollama.engine.runner_process import STOPPED, ProcessRunner, exit_description
+from pyollama.options import RunnerOptions
 from pyollama.server import create_app
 from tests.server.conftest import LiveServer, import_smollm2, serving, smollm2_config
 

@@ -8,7 +8,7 @@ import pytest
 
 from pyollama.errors import NotFoundError
 from pyollama.store.manifest import CONFIG_MEDIA_TYPE, MEDIA_MODEL, MEDIA_PROJECTOR, Layer, Manifest
-from pyollama.store.model import ModelBlobError, template_vars
+from pyollama.store.model import ModelBlobError
 from pyollama.store.names import ModelName
 from pyollama.store.store import Store
 
@@ -74,12 +74,6 @@ def test_capabilities_thinking_and_vision(store: Store, tmp_path: Path, make_ggu
     record = store.load_record(ModelName.parse("think"))
     assert record.capabilities() == ["completion", "thinking", "vision"]
     assert len(record.projector_paths) == 1
-
-
-def test_template_vars_ignores_text_outside_actions() -> None:
-    assert template_vars("use .Tools here {{ .Suffix }}{{ range $m := .Messages }}{{ $m.Role }}{{ end }}") == {
-        "suffix", "messages", "role"}
-    assert template_vars('{{ if eq .Role "x.Tools" }}{{ end }}') == {"role"}
 
 
 def test_load_record_missing_model_is_not_found(store: Store) -> None:

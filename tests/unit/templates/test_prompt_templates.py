@@ -23,6 +23,7 @@ from pyollama.templates.prompt import (
     parse_template,
     render_chat,
     render_generate,
+    template_capabilities,
     template_vars,
     thinking_tags,
     uses_messages,
@@ -493,6 +494,23 @@ def test_capabilities_follow_template_identifiers() -> None:
     assert uses_suffix(parse_template(FIM)) and not uses_suffix(parse_template(CHATML))
     assert uses_messages(parse_template(CHATML)) and not uses_messages(parse_template(PHI3))
     assert uses_tools(parse_template("{{ if $.Tools }}t{{ end }}{{ .Prompt }}"))
+
+
+def test_template_vars_ignores_text_outside_actions() -> None:
+    assert template_vars(parse_template(
+        "use .Tools here {{ .Suffix }}{{ range $m := .Messages }}{{ $m.Role }}{{ end }}")) >= {"suffix", "messages", "role"}
+    assert "tools" not in template_vars(parse_template("use .Tools here {{ .Prompt }}"))
+    assert template_vars(parse_template('{{ if eq .Role "x.Tools" }}{{ end }}')) == {"role"}
+
+
+def test_template_capabilities_come_from_the_parsed_template() -> None:
+    assert template_capabilities(QWEN_TOOLS) == ("tools",)
+    assert template_capabilities(FIM) == ("insert",)
+    assert template_capabilities(THINK) == ("thinking",)
+    assert template_capabilities(CHATML) == ()
+    # `.Thinking` outside a range over `.Messages` renders no tags: not a capability (Ollama's InferTags)
+    assert template_capabilities("<think>{{ .Thinking }}</think>{{ range .Messages }}{{ .Content }}{{ end }}") == ()
+    assert template_capabilities("{{ .Tools ") == ()
 
 
 def test_thinking_tags_found_around_thinking_inside_messages_range() -> None:

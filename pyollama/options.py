@@ -1,0 +1,89 @@
+"""Ollama's `options` (api.Options and api.Runner): the two dataclasses and the one schema of
+names and types that every reader of options uses (request options in `engine/options.py`,
+Modelfile PARAMETERs in `store/modelfile.py`).
+
+Load-time options (`RunnerOptions`) are fixed when a model is loaded: a change means a reload;
+per-request options (`PredictOptions`) never cause one. The schema is read from the dataclass
+fields' type hints, so a new option is one new field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """Options fixed when a model is loaded; a change means a reload."""
+
+    num_ctx: int = 4096
+    num_batch: int = 512
+    num_gpu: int = -1
+    main_gpu: int | None = None
+    use_mmap: bool | None = None
+    use_mlock: bool = False
+    num_thread: int = 0
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Per-request sampling and stopping options; never cause a reload."""
+
+    num_keep: int = 4
+    seed: int = -1
+    num_predict: int = -1
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_last_n: int = 64
+    temperature: float = 0.8
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    mirostat: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: its value type (`int`, `float`, `bool`, or `list` for a list of strings),
+    whether it is a load-time option, and whether pyollama acts on it."""
+
+    type: type
+    load_time: bool
+    used: bool = True
+
+
+def _value_type(hint: Any) -> type:
+    """`int | None` -> int; `tuple[str, ...]` -> list (JSON has no tuples)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return list
+    if hint not in (int, float, bool):
+        raise TypeError(f"option type {hint!r} has no Ollama form")
+    return typing.cast(type, hint)
+
+
+def _schema() -> dict[str, OptionSpec]:
+    specs: dict[str, OptionSpec] = {}
+    for cls, load_time in ((RunnerOptions, True), (PredictOptions, False)):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            specs[f.name] = OptionSpec(_value_type(hints[f.name]), load_time)
+    # In Ollama's api.Options at the reference commit (speculative decoding); typed in a
+    # Modelfile like Ollama's FormatParams types it, ignored in requests.
+    specs["draft_num_predict"] = OptionSpec(int, load_time=True, used=False)
+    return specs
+
+
+OPTIONS: Mapping[str, OptionSpec] = types.MappingProxyType(_schema())
+LOAD_TIME_OPTIONS = frozenset(name for name, spec in OPTIONS.items() if spec.load_time and spec.used)
