@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, current_app, request
 
 from pyollama.config import Config
-from pyollama.server.errors import register_error_handlers
+from pyollama.server.responses import register_error_handlers
 from pyollama.store.store import Store
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ check on even if the file holds no key (everything is then refused): a key file 
 read stops the app from starting rather than leaving it open.
 
 Left open: `GET /` and `HEAD /` (liveness probes) and CORS preflights (browsers never send
-credentials on them). Refusals are 401 with `{"error": "unauthorized"}`, OpenAI's error shape
-under /v1, and a `WWW-Authenticate: Bearer` header.
+credentials on them). A refusal raises `ApiKeyError`, which responses.py answers with 401
+`{"error": "unauthorized"}` (OpenAI's error shape under /v1) and `WWW-Authenticate: Bearer`.
 
 Keys are compared in constant time: the SHA-256 of the presented token against the SHA-256 of
 every key, all of them, every time, so neither a key's length nor its position in the list shows
@@ -22,11 +22,10 @@ import hmac
 from collections.abc import Iterable
 from pathlib import Path
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, current_app, request
 
 from pyollama.config import Config
-from pyollama.errors import PyollamaError
-from pyollama.server.errors import json_response
+from pyollama.errors import PyollamaError, UnauthorizedError
 
 EXTENSION = "pyollama.api_keys"
 UNAUTHORIZED = "unauthorized"
@@ -34,6 +33,13 @@ UNAUTHORIZED = "unauthorized"
 
 class ApiKeysFileError(PyollamaError):
     """PYOLLAMA_API_KEYS_FILE names a file that cannot be read."""
+
+
+class ApiKeyError(UnauthorizedError):
+    """A request without a valid API key (401)."""
+
+    def __init__(self) -> None:
+        super().__init__(UNAUTHORIZED)
 
 
 def read_keys_file(path: Path) -> list[str]:
@@ -92,27 +98,16 @@ def _is_open(method: str, path: str, preflight: bool) -> bool:
     return method == "OPTIONS" and preflight
 
 
-def unauthorized_response(path: str) -> Response:
-    if path == "/v1" or path.startswith("/v1/"):
-        error = {"message": UNAUTHORIZED, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
-        response = json_response({"error": error}, 401, content_type="application/json")
-    else:
-        response = json_response({"error": UNAUTHORIZED}, 401)
-    response.headers["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-def check_api_key() -> Response | None:
+def check_api_key() -> None:
     """before_request: refuse requests without a valid key when keys are configured."""
     keys: ApiKeys | None = current_app.extensions.get(EXTENSION)
     if keys is None:
-        return None
+        return
     preflight = "Access-Control-Request-Method" in request.headers
     if _is_open(request.method, request.path, preflight):
-        return None
-    if keys.accepts(bearer_token(request.headers.get("Authorization", ""))):
-        return None
-    return unauthorized_response(request.path)
+        return
+    if not keys.accepts(bearer_token(request.headers.get("Authorization", ""))):
+        raise ApiKeyError()
 
 
 def install_api_keys(app: Flask, config: Config) -> ApiKeys | None:
@@ -124,4 +119,4 @@ def install_api_keys(app: Flask, config: Config) -> ApiKeys | None:
     return keys
 
 
-__all__ = ["ApiKeys", "ApiKeysFileError", "bearer_token", "check_api_key", "install_api_keys", "read_keys_file"]
+__all__ = ["ApiKeyError", "ApiKeys", "ApiKeysFileError", "bearer_token", "check_api_key", "install_api_keys", "read_keys_file"]

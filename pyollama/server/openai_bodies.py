@@ -1,9 +1,8 @@
-"""Translation between OpenAI's API and Ollama's, as Ollama's `openai` package does it (API.md §17).
+"""OpenAI request bodies as Ollama's requests, as Ollama's `openai` package decodes them (API.md §17).
 
-Requests go one way: an OpenAI body becomes the `ChatRequest`, `GenerateRequest` or
-`EmbedRequest` the Ollama routes run, so everything below (model lookup, templates, batching,
-prompt cache, grammars, tool-call parsing) is the same code. Answers go the other way: Ollama's
-response objects (the same dicts the NDJSON streams carry) become OpenAI objects and chunks.
+An OpenAI body becomes the `ChatRequest`, `GenerateRequest` or `EmbedRequest` the Ollama
+routes run, so everything below (model lookup, templates, batching, prompt cache, grammars,
+tool-call parsing) is the same code. The answers go back through openai_shapes.py.
 
 Decoding follows Go's `ShouldBindJSON` into Ollama's `openai.*Request` structs, so type errors
 read as Go's (`json: cannot unmarshal ... into Go struct field ChatCompletionRequest.model of
@@ -19,15 +18,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import random
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pyollama.engine.chat_format import tool_calls_from_openai
 from pyollama.errors import BadRequestError
 from pyollama.golang.fmt import type_name
-from pyollama.server.requests import (
+from pyollama.server.bodies import (
     ANY,
     BOOL,
     FLOAT,
@@ -43,11 +41,6 @@ from pyollama.server.requests import (
     list_of,
     struct_of,
 )
-
-SYSTEM_FINGERPRINT = "fp_ollama"
-DONE_FRAME = b"data: [DONE]\n\n"
-
-_ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 
 # -- request shapes (Ollama's openai.*Request structs) ------------------------------------------
 
@@ -132,23 +125,6 @@ _EFFORTS: dict[str, bool | str] = {
 _IMAGE_TYPES = ("jpeg", "jpg", "png", "webp")
 
 
-# -- errors -------------------------------------------------------------------------------------
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    """OpenAI's error object: `invalid_request_error` (400), `not_found_error` (404), else `api_error`."""
-    return {"error": {"message": message, "type": _ERROR_TYPES.get(status, "api_error"), "param": None, "code": None}}
-
-
-def sse_frame(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
-
-
-def new_id(prefix: str) -> str:
-    """Ollama's ids: `chatcmpl-<0..998>`, `cmpl-<0..998>`."""
-    return f"{prefix}-{random.randrange(999)}"
-
-
 # -- chat completions ---------------------------------------------------------------------------
 
 
@@ -198,26 +174,6 @@ def _audio_part(part: Mapping[str, Any]) -> bytes:
     return _b64(data, "invalid message format")
 
 
-def _tool_calls_in(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI tool calls (arguments as JSON text) -> Ollama's (arguments as an object)."""
-    out = []
-    for call in calls:
-        function = call.get("function") or {}
-        try:
-            arguments = json.loads(function.get("arguments", ""))
-        except json.JSONDecodeError:
-            raise BadRequestError("invalid tool call arguments") from None
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            raise BadRequestError("invalid tool call arguments")
-        converted: dict[str, Any] = {"function": {"name": function.get("name", ""), "arguments": arguments}}
-        if call.get("id"):
-            converted = {"id": call["id"], **converted}
-        out.append(converted)
-    return out
-
-
 def _tool_name_for(messages: list[dict[str, Any]], call_id: str) -> str:
     """The function name of the latest earlier call with this id (last one wins, as in Ollama)."""
     for message in reversed(messages):
@@ -242,7 +198,7 @@ def _messages(raw: list[dict[str, Any]]) -> list[Message]:
                     role=role,
                     content=content,
                     thinking=msg.get("reasoning", ""),
-                    tool_calls=_tool_calls_in(calls_raw),
+                    tool_calls=tool_calls_from_openai(calls_raw),
                     tool_name=tool_name,
                     tool_call_id=msg.get("tool_call_id", ""),
                 )
@@ -265,7 +221,7 @@ def _messages(raw: list[dict[str, Any]]) -> list[Message]:
                     raise BadRequestError("invalid message format")
             if messages and calls_raw:
                 last = messages[-1]
-                last.tool_calls = _tool_calls_in(calls_raw)
+                last.tool_calls = tool_calls_from_openai(calls_raw)
                 last.tool_name = tool_name
                 last.tool_call_id = msg.get("tool_call_id", "")
                 last.thinking = msg.get("reasoning", "")
@@ -277,7 +233,7 @@ def _messages(raw: list[dict[str, Any]]) -> list[Message]:
                 Message(
                     role=role,
                     thinking=msg.get("reasoning", ""),
-                    tool_calls=_tool_calls_in(calls_raw),
+                    tool_calls=tool_calls_from_openai(calls_raw),
                     tool_call_id=msg.get("tool_call_id", ""),
                 )
             )
@@ -378,121 +334,6 @@ def parse_chat_completion(body: Any) -> OpenAIChat:
     return OpenAIChat(chat=chat, include_usage=include_usage)
 
 
-def usage(final: Mapping[str, Any]) -> dict[str, int]:
-    prompt, completion = int(final.get("prompt_eval_count", 0)), int(final.get("eval_count", 0))
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def tool_calls_out(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ollama tool calls -> OpenAI's (`type: function`, arguments as JSON text)."""
-    out = []
-    for i, call in enumerate(calls):
-        function = call.get("function", {})
-        out.append(
-            {
-                "id": call.get("id", ""),
-                "index": function.get("index", i),
-                "type": "function",
-                "function": {
-                    "name": function.get("name", ""),
-                    "arguments": json.dumps(function.get("arguments", {}), ensure_ascii=False, separators=(",", ":")),
-                },
-            }
-        )
-    return out
-
-
-def _finish_reason(reason: str, tool_calls: bool) -> str | None:
-    if tool_calls and reason in ("stop", ""):
-        return "tool_calls"
-    return reason or None
-
-
-def chat_completion(completion_id: str, created: int, final: Mapping[str, Any]) -> dict[str, Any]:
-    """A whole chat reply (Ollama's aggregated stream:false answer) as a `chat.completion`."""
-    message = final.get("message") or {}
-    out_message: dict[str, Any] = {"role": message.get("role", "assistant"), "content": message.get("content", "")}
-    if message.get("thinking"):
-        out_message["reasoning"] = message["thinking"]
-    calls = tool_calls_out(message.get("tool_calls") or [])
-    if calls:
-        out_message["tool_calls"] = calls
-    body: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": final.get("model", ""),
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": [
-            {
-                "index": 0,
-                "message": out_message,
-                "finish_reason": _finish_reason(str(final.get("done_reason", "")), bool(calls)),
-            }
-        ],
-        "usage": usage(final),
-    }
-    if "_debug_info" in final:
-        body["_debug_info"] = final["_debug_info"]
-    return body
-
-
-@dataclass
-class ChatChunks:
-    """Turns the Ollama chat stream into `chat.completion.chunk`s: content and reasoning deltas
-    (the role only on the first), a finish chunk with an empty delta, then the usage chunk
-    when `stream_options.include_usage` asked for it."""
-
-    completion_id: str
-    created: int
-    include_usage: bool
-    _first: bool = True
-    _tool_call_sent: bool = False
-    _model: str = ""
-
-    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        return {
-            "id": self.completion_id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self._model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": choices,
-            **extra,
-        }
-
-    def _delta(self, delta: dict[str, Any]) -> dict[str, Any]:
-        if self._first:
-            delta = {"role": "assistant", **delta}
-            self._first = False
-        return self._chunk([{"index": 0, "delta": delta, "finish_reason": None}])
-
-    def event(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
-        self._model = str(event.get("model", self._model))
-        if event.get("done"):
-            reason = _finish_reason(str(event.get("done_reason", "")), self._tool_call_sent) or "stop"
-            chunks = [self._chunk([{"index": 0, "delta": {}, "finish_reason": reason}])]
-            if self.include_usage:
-                chunks.append(self._chunk([], usage=usage(event)))
-            return chunks
-        message = event.get("message") or {}
-        content, thinking = message.get("content", ""), message.get("thinking", "")
-        calls = tool_calls_out(message.get("tool_calls") or [])
-        chunks = []
-        if thinking and (content or calls):
-            # reasoning first, in a chunk of its own
-            chunks.append(self._delta({"content": None, "reasoning": thinking}))
-            thinking = ""
-        delta: dict[str, Any] = {"content": content}
-        if thinking:
-            delta["reasoning"] = thinking
-        if calls:
-            delta["tool_calls"] = calls
-            self._tool_call_sent = True
-        chunks.append(self._delta(delta))
-        return chunks
-
-
 # -- completions ----------------------------------------------------------------------------------
 
 
@@ -531,51 +372,6 @@ def parse_completion(body: Any) -> OpenAICompletion:
     return OpenAICompletion(generate=generate, include_usage=include_usage)
 
 
-def completion(completion_id: str, created: int, final: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "text_completion",
-        "created": created,
-        "model": final.get("model", ""),
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": [{"text": final.get("response", ""), "index": 0, "finish_reason": final.get("done_reason") or None}],
-        "usage": usage(final),
-    }
-
-
-@dataclass
-class CompletionChunks:
-    """The Ollama generate stream as `text_completion` chunks: one per Ollama object (the last
-    carrying the finish reason); with `include_usage`, zero usage on each and a final chunk
-    with no choices and the real usage."""
-
-    completion_id: str
-    created: int
-    include_usage: bool
-
-    def _chunk(self, model: str, choices: list[dict[str, Any]], usage_: dict[str, int] | None) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": self.completion_id,
-            "object": "text_completion",
-            "created": self.created,
-            "choices": choices,
-            "model": model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-        }
-        if usage_ is not None:
-            chunk["usage"] = usage_
-        return chunk
-
-    def event(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
-        model = str(event.get("model", ""))
-        zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0} if self.include_usage else None
-        choice = {"text": event.get("response", ""), "index": 0, "finish_reason": event.get("done_reason") or None}
-        chunks = [self._chunk(model, [choice], zero)]
-        if event.get("done") and self.include_usage:
-            chunks.append(self._chunk(model, [], usage(event)))
-        return chunks
-
-
 # -- embeddings -----------------------------------------------------------------------------------
 
 
@@ -599,52 +395,14 @@ def parse_embedding(body: Any) -> OpenAIEmbedding:
     return OpenAIEmbedding(embed=embed, encoding_format=encoding)
 
 
-def _float32_base64(vector: list[float]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-
-
-def embedding_list(model: str, body: Mapping[str, Any], encoding_format: str) -> dict[str, Any]:
-    as_base64 = encoding_format.lower() == "base64"
-    data = [
-        {"object": "embedding", "embedding": _float32_base64(vector) if as_base64 else vector, "index": i}
-        for i, vector in enumerate(body.get("embeddings") or [])
-    ]
-    tokens = int(body.get("prompt_eval_count", 0))
-    return {
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-
-
-# -- models ---------------------------------------------------------------------------------------
-
-
-def model_object(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
-
-
 __all__ = [
     "CHAT_COMPLETION_SPEC",
     "COMPLETION_SPEC",
-    "DONE_FRAME",
     "EMBEDDING_SPEC",
-    "ChatChunks",
-    "CompletionChunks",
     "OpenAIChat",
     "OpenAICompletion",
     "OpenAIEmbedding",
-    "chat_completion",
-    "completion",
-    "embedding_list",
-    "error_body",
-    "model_object",
-    "new_id",
     "parse_chat_completion",
     "parse_completion",
     "parse_embedding",
-    "sse_frame",
-    "tool_calls_out",
-    "usage",
 ]

@@ -1,9 +1,11 @@
-"""The one place where exceptions become HTTP responses.
+"""JSON responses, and the one place where exceptions become HTTP responses.
 
-Typed errors (`pyollama.errors.PyollamaError`) carry their status; routing
-errors answer in gin's plain-text form (`404 page not found`,
-`405 method not allowed`); anything unexpected is logged with its traceback
-and answered with a JSON 500 that carries no stack trace.
+Typed errors (`pyollama.errors.PyollamaError`) carry their status. The error's
+shape follows the API the path belongs to: Ollama's `{"error": "..."}`, or
+under `/v1` OpenAI's `{"error": {"message", "type", "param", "code"}}`.
+Routing errors answer in gin's plain-text form (`404 page not found`,
+`405 method not allowed`) on every path; anything unexpected is logged with its
+traceback and answered with a 500 that carries no stack trace.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from pyollama.errors import PyollamaError
+from pyollama.server.auth import ApiKeyError
 
 log = logging.getLogger("pyollama.server")
 
+JSON = "application/json"
 JSON_UTF8 = "application/json; charset=utf-8"
+
+_OPENAI_ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 
 
 def json_response(body: Any, status: int = 200, content_type: str = JSON_UTF8) -> Response:
@@ -28,35 +34,90 @@ def json_response(body: Any, status: int = 200, content_type: str = JSON_UTF8) -
     return Response(data, status=status, content_type=content_type)
 
 
+def empty_response(status: int = 200) -> Response:
+    """A bodiless answer without a Content-Type, as gin's `c.Status(code)`."""
+    response = Response(b"", status=status)
+    del response.headers["Content-Type"]
+    return response
+
+
 def error_response(message: str, status: int) -> Response:
+    """Ollama's error shape."""
     return json_response({"error": message}, status)
+
+
+def openai_error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object: `invalid_request_error` (400), `not_found_error` (404), else `api_error`."""
+    kind = _OPENAI_ERROR_TYPES.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def openai_error(status: int, message: str) -> Response:
+    return json_response(openai_error_body(status, message), status, content_type=JSON)
+
+
+def is_openai_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def _error(message: str, status: int) -> Response:
+    """The error in the shape of the API the request's path belongs to."""
+    if is_openai_path(request.path):
+        return openai_error(status, message)
+    return error_response(message, status)
 
 
 def _plain(text: str, status: int) -> Response:
     return Response(text, status=status, content_type="text/plain")
 
 
+def _handle_api_key_error(exc: ApiKeyError) -> Response:
+    if is_openai_path(request.path):
+        body = openai_error_body(exc.status, exc.message, code="invalid_api_key")
+        body["error"]["type"] = "invalid_request_error"
+        response = json_response(body, exc.status, content_type=JSON)
+    else:
+        response = error_response(exc.message, exc.status)
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
 def _handle_pyollama_error(exc: PyollamaError) -> Response:
     if exc.status >= 500:
         log.error("request failed: %s", exc.message)
-    return error_response(exc.message, exc.status)
+    return _error(exc.message, exc.status)
 
 
 def _handle_http_exception(exc: HTTPException) -> Response:
-    if isinstance(exc, NotFound):
-        return _plain("404 page not found", 404)
-    if isinstance(exc, MethodNotAllowed):
-        return _plain("405 method not allowed", 405)
-    code = exc.code or 500
-    return error_response(exc.description or exc.name, code)
+    # gin's plain texts, except inside an OpenAI route (which answers in OpenAI's shape)
+    if request.url_rule is None or not is_openai_path(request.path):
+        if isinstance(exc, NotFound):
+            return _plain("404 page not found", 404)
+        if isinstance(exc, MethodNotAllowed):
+            return _plain("405 method not allowed", 405)
+    return _error(exc.description or exc.name, exc.code or 500)
 
 
 def _handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error")
-    return error_response(str(exc) or type(exc).__name__, 500)
+    return _error(str(exc) or type(exc).__name__, 500)
 
 
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiKeyError, _handle_api_key_error)
     app.register_error_handler(PyollamaError, _handle_pyollama_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)
+
+
+__all__ = [
+    "JSON",
+    "JSON_UTF8",
+    "empty_response",
+    "error_response",
+    "is_openai_path",
+    "json_response",
+    "openai_error",
+    "openai_error_body",
+    "register_error_handlers",
+]

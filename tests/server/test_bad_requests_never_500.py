@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyollama.engine.options import PredictOptions, RunnerOptions
-from pyollama.server.requests import (
+from pyollama.server.bodies import (
     ANY,
     BOOL,
     CHAT_SPEC,

@@ -6,7 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from pyollama.errors import BadRequestError
-from pyollama.server.requests import (
+from pyollama.server.bodies import (
     ChatRequest,
     EmbedRequest,
     GenerateRequest,

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, request
 
 from pyollama.errors import NotFoundError
 from pyollama.server import get_state
-from pyollama.server.routes.models import empty_response
+from pyollama.server.responses import empty_response
 from pyollama.store.blobs import parse_digest
 
 bp = Blueprint("blobs", __name__)

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, request
 
 from pyollama.errors import BadRequestError
 from pyollama.server import ServerState, get_state
-from pyollama.server.requests import (
+from pyollama.server.bodies import (
     ANY,
     BOOL,
     MAP,
@@ -84,18 +84,9 @@ def _licenses(value: Any) -> list[str]:
 
 def _message(fields: dict[str, Any]) -> dict[str, Any]:
     """A message as Ollama's messages layer stores it (api.Message, omitempty fields left out)."""
-    message = Message.from_fields(fields)
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.thinking:
-        out["thinking"] = message.thinking
-    if message.images:
-        out["images"] = [base64.b64encode(image).decode("ascii") for image in message.images]
-    if message.tool_calls:
-        out["tool_calls"] = message.tool_calls
-    if message.tool_name:
-        out["tool_name"] = message.tool_name
-    if message.tool_call_id:
-        out["tool_call_id"] = message.tool_call_id
+    out = Message.from_fields(fields).to_template()
+    if "images" in out:  # stored as base64 text, in the same place
+        out["images"] = [base64.b64encode(image).decode("ascii") for image in out["images"]]
     return out
 
 

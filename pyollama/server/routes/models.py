@@ -11,10 +11,10 @@ from flask import Blueprint, Response, request
 
 from pyollama.config import go_quote
 from pyollama.errors import BadRequestError, NotFoundError, PyollamaError
+from pyollama.golang.time import format_rfc3339 as rfc3339
 from pyollama.server import get_state
-from pyollama.server.errors import json_response
-from pyollama.server.requests import COPY_SPEC, NAME_SPEC, SHOW_SPEC, decode_struct, model_field, read_json
-from pyollama.server.streaming import rfc3339
+from pyollama.server.bodies import COPY_SPEC, NAME_SPEC, SHOW_SPEC, decode_struct, model_field, read_json
+from pyollama.server.responses import empty_response, json_response
 from pyollama.store.model import ModelRecord
 from pyollama.store.modelfile import format_parameters, render_modelfile
 from pyollama.store.names import ModelName
@@ -26,13 +26,6 @@ bp = Blueprint("models", __name__)
 # /api/show leaves out arrays longer than this unless `verbose` (token lists, merges).
 _SHOW_ARRAY_LIMIT = 5
 _DEFAULT_TEMPLATE = "{{ .Prompt }}"
-
-
-def empty_response(status: int = 200) -> Response:
-    """A bodiless answer without a Content-Type, as gin's `c.Status(code)`."""
-    response = Response(b"", status=status)
-    del response.headers["Content-Type"]
-    return response
 
 
 def _info_value(value: Any, verbose: bool) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 import pyollama
-from pyollama.server.errors import json_response
+from pyollama.server.responses import json_response
 
 log = logging.getLogger("pyollama.server")
 

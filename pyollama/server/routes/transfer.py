@@ -15,7 +15,7 @@ from flask import Blueprint, Response, request
 
 from pyollama.errors import BadRequestError
 from pyollama.server import get_state
-from pyollama.server.requests import TRANSFER_SPEC, decode_struct, model_field, read_json
+from pyollama.server.bodies import TRANSFER_SPEC, decode_struct, model_field, read_json
 from pyollama.server.streaming import progress_response
 from pyollama.store.names import ModelName
 

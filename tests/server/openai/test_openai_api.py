@@ -17,8 +17,10 @@ from flask.testing import FlaskClient
 
 from pyollama.config import Config
 from pyollama.errors import PyollamaError, ServerBusyError
-from pyollama.server.openai_compat import ChatChunks, error_body, parse_chat_completion, parse_completion
-from pyollama.server.routes.openai import _sse_body
+from pyollama.server.openai_bodies import parse_chat_completion, parse_completion
+from pyollama.server.openai_shapes import ChatChunks
+from pyollama.server.responses import openai_error_body as error_body
+from pyollama.server.streaming import EventStream, sse_wire
 from tests.server.conftest import LiveServer, make_app
 from tests.server.openai.conftest import CHAT_MODEL, EMBED_MODEL
 
@@ -240,7 +242,7 @@ def test_stream_error_after_the_first_chunk_becomes_an_error_frame_without_done(
         raise PyollamaError("an error was encountered while running the model: boom")
 
     first = {"model": "m", "message": {"role": "assistant", "content": "a"}, "done": False}
-    frames = list(_sse_body(first, events(), ChatChunks("chatcmpl-1", 1, include_usage=False).event))
+    frames = list(EventStream(first, events(), [], sse_wire(ChatChunks("chatcmpl-1", 1, include_usage=False).event)))
     assert len(frames) == 3 and b"[DONE]" not in b"".join(frames)
     assert json.loads(frames[-1][len(b"data: ") :]) == _error(
         500, "an error was encountered while running the model: boom")
