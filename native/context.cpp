@@ -8,6 +8,7 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,25 +75,26 @@ ThreadpoolFns cpu_threadpool_fns() {
     return fns;
 }
 
-// Persistent CPU thread pools for the context, as llama-bench and llama-cli attach: ggml otherwise
+// A persistent CPU thread pool for the context, as llama-bench and llama-cli attach: ggml otherwise
 // creates a throw-away pool per graph compute (a thread start and join per token). Workers poll
-// briefly (ggml's default level, 50) before sleeping, so back-to-back decodes start at once.
-// Called with the context's mutex held or before the context is shared.
+// briefly (ggml's default level, 50) before sleeping, so back-to-back decodes start at once. One
+// pool serves decodes and batches (llama_set_n_threads says how many of its threads each uses);
+// it is replaced only when more threads are asked for than it has, and the old one is retired
+// (see ContextHandle). Called with the context's mutex held or before the context is shared.
 void attach_threadpools(ContextHandle & h, int32_t n_threads, int32_t n_threads_batch) {
     static const ThreadpoolFns fns = cpu_threadpool_fns();
     if (!fns.make) return;
+    const int32_t size = std::max(n_threads, n_threads_batch);
+    if (h.threadpool && size <= h.threadpool_size) return;
     llama_detach_threadpool(h.ctx);
     h.threadpool_free = fns.free;
-    h.free_threadpools();
-    ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
+    if (h.threadpool) h.retired_threadpools.push_back(h.threadpool);
+    ggml_threadpool_params tpp = ggml_threadpool_params_default(size);
     h.threadpool = fns.make(&tpp);
-    if (n_threads_batch != n_threads) {
-        ggml_threadpool_params tpp_batch = ggml_threadpool_params_default(n_threads_batch);
-        h.threadpool_batch = fns.make(&tpp_batch);
-    }
+    h.threadpool_size = h.threadpool ? size : 0;
     if (h.threadpool) {
         // llama_attach_threadpool: a null batch pool means the decode pool serves batches too.
-        llama_attach_threadpool(h.ctx, h.threadpool, h.threadpool_batch);
+        llama_attach_threadpool(h.ctx, h.threadpool, nullptr);
     }
 }
 
@@ -216,7 +218,7 @@ void bind_context(py::module_ & m) {
             check_threads(nb);
             std::lock_guard<std::mutex> lock(h.mutex);
             llama_set_n_threads(h.ctx, n, nb > 0 ? nb : n);
-            if (h.threadpool) attach_threadpools(h, n, nb > 0 ? nb : n);  // pools are sized at creation
+            if (h.threadpool) attach_threadpools(h, n, nb > 0 ? nb : n);  // grows the pool if needed
         }, py::arg("n_threads"), py::arg("n_threads_batch") = 0)
         .def("set_embeddings", [](ContextHandle & h, bool on) {
             std::lock_guard<std::mutex> lock(h.mutex);

@@ -97,25 +97,24 @@ struct ContextHandle {
     // (freed after llama_free, since members outlive the destructor's body)
     std::vector<std::shared_ptr<LoraHandle>> loras;
 
-    // ggml CPU thread pools attached to ctx (decode, batch; batch may be null = same pool). Without
-    // them ggml starts and joins fresh threads for every graph, i.e. for every generated token.
+    // The ggml CPU thread pool attached to ctx, sized for the larger of n_threads and
+    // n_threads_batch (a pool runs a graph with fewer threads than it has). Without it ggml starts
+    // and joins fresh threads for every graph, i.e. for every generated token. A pool replaced by
+    // a larger one is retired, not freed: the CPU backend keeps a pointer to the pool it ran last
+    // and pauses that pool when handed the next one, so every pool must outlive the context.
     ggml_threadpool * threadpool = nullptr;
-    ggml_threadpool * threadpool_batch = nullptr;
+    int32_t threadpool_size = 0;
+    std::vector<ggml_threadpool *> retired_threadpools;
     void (*threadpool_free)(ggml_threadpool *) = nullptr;
 
     ~ContextHandle() {
         if (ctx) {
             llama_free(ctx);
         }
-        free_threadpools();
-    }
-
-    void free_threadpools() {
         if (threadpool_free) {
-            if (threadpool_batch) threadpool_free(threadpool_batch);
+            for (ggml_threadpool * pool : retired_threadpools) threadpool_free(pool);
             if (threadpool) threadpool_free(threadpool);
         }
-        threadpool = threadpool_batch = nullptr;
     }
 
     void check_output(int32_t i) const {

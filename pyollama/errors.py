@@ -1,7 +1,7 @@
 """Typed errors, each carrying the HTTP status the server answers with.
 
 Raised anywhere below the server (store, engine, templates); mapped to
-`{"error": message}` with `status` in exactly one place (server/errors.py).
+`{"error": message}` with `status` in exactly one place (server/responses.py).
 Messages are Ollama's own texts where Ollama has one (../shared/API.md).
 """
 

@@ -149,3 +149,22 @@ def test_embeddings_context_pools_per_sequence(smollm2: Model) -> None:
         Context(smollm2, n_ctx=64, pooling="sideways")
     with pytest.raises(ValueError):
         Context(smollm2, n_ctx=64, type_k="q9_9")
+
+
+def test_set_n_threads_between_decodes_gives_the_same_logits(smollm2: Model) -> None:
+    """Growing the context's thread pool replaces it; the CPU backend still points at the old pool
+    until the next decode, so the old one must stay alive (it was freed once: a hang or a crash)."""
+    ctx = Context(smollm2, n_ctx=64, n_threads=1)
+    tokens = smollm2.tokenize("The sky is blue because")
+    batch = Batch(len(tokens))
+    batch.add_sequence(tokens, 0)
+    reference = None
+    for n in (2, 1, 3, 2, 4, 1, 4):
+        ctx.set_n_threads(n)
+        assert ctx.n_threads == n
+        ctx.memory_clear()
+        assert ctx.decode(batch) == 0
+        logits = np.array(ctx.logits(-1), copy=True)
+        if reference is None:
+            reference = logits
+        assert np.allclose(logits, reference, atol=1e-3)

@@ -24,7 +24,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyollama.engine.options import PredictOptions, RunnerOptions
+from pyollama.options import PredictOptions, RunnerOptions
 from pyollama.server.bodies import (
     ANY,
     BOOL,
