@@ -22,6 +22,7 @@ import argparse
 import datetime
 import os
 import platform
+import random
 import re
 import shlex
 import sys
@@ -138,10 +139,14 @@ def section_threads(args: argparse.Namespace, models: dict[str, Path]) -> list[s
                     lambda tag=tag: http_eval_rate(url, tag, args.tg))
                 results: dict[str, list[float]] = {k: [] for k in cases}
                 peer: list[float] = []
-                for _ in range(args.rounds):
-                    peer.append(llama_bench(path, threads=args.threads, n_gen=args.tg)["tg"])
-                    for key, run in cases.items():
-                        results[key].append(run())
+                for i in range(args.rounds):
+                    # the machine drifts within a round: llama-bench before and after the cases,
+                    # which run in a different order each round
+                    before = llama_bench(path, threads=args.threads, n_gen=args.tg)["tg"]
+                    for key in random.Random(i).sample(list(cases), len(cases)):
+                        results[key].append(cases[key]())
+                    after = llama_bench(path, threads=args.threads, n_gen=args.tg)["tg"]
+                    peer.append((before + after) / 2)
                 for key, values in results.items():
                     ratio = median([v / p for v, p in zip(values, peer)])
                     rows.append(f"| {path.name} | {key} | {median(values):.1f} | {median(peer):.1f} | {ratio:.3f}x |")
