@@ -25,6 +25,7 @@ from pyollama.errors import BadRequestError
 from pyollama.golang import json as gojson
 from pyollama.golang.fmt import type_name
 from pyollama.golang.strconv import quote
+from pyollama.templates.values import THINK_LEVELS
 
 # A field type: a Go type name for error texts plus a checker. Nested structs are dicts of fields.
 Spec = Mapping[str, "FieldType"]
@@ -161,9 +162,6 @@ def parse_keep_alive(value: Any) -> float | None:
         seconds = parse_duration(value)
         return -1.0 if seconds < 0 else seconds
     raise BadRequestError(f"Unsupported type: '{type_name(value, json_decoded=True)}'")
-
-
-THINK_LEVELS = ("high", "medium", "low", "max")
 
 
 def parse_think(value: Any) -> bool | str | None:

@@ -16,24 +16,17 @@ A port of what Ollama does between a request and the text handed to the model:
   above paths it takes;
 - capabilities read off a template: tools, insert (suffix), thinking tags.
 
-Template values are built to look to the template exactly like Ollama's Go structs
-(`*template.templateMessage`, `template.templateTools`, `api.ToolProperty`, ...), including the
-way they print and marshal to JSON: JSON numbers are float64 in Go, so tool-call arguments and
-schema numbers become Python floats here.
+The values a template sees (Ollama's Go template structs) are built in templates/values.py.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyollama.errors import BadRequestError
-from pyollama.golang import json as gojson
-from pyollama.golang.values import OMIT_EMPTY, OMIT_NEVER, OMIT_NIL, NilPointer, Struct, Typed
+from pyollama.golang.values import Typed
 from pyollama.templates.gotext import (
     ActionNode,
     BranchNode,
@@ -49,11 +42,13 @@ from pyollama.templates.gotext import (
     TextNode,
     identifiers,
 )
-
-ThinkValue = bool | str | None
-
-# ThinkValue.Bool(): these levels turn thinking on.
-THINK_LEVELS = ("high", "medium", "low", "max")
+from pyollama.templates.values import (
+    ThinkValue,
+    mapping,
+    message_value,
+    think_values,
+    tools_value,
+)
 
 
 @dataclass(frozen=True)
@@ -280,197 +275,9 @@ def _cut_after_response(root: ListNode) -> ListNode:
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-# Go values for the template: the shapes of Ollama's template structs.
-
-def _go_number(v: Any) -> Any:
-    """A JSON value as Go decodes it into `any`: numbers are float64, maps and slices recurse."""
-    if isinstance(v, bool) or v is None or isinstance(v, str):
-        return v
-    if isinstance(v, int):
-        return float(v)
-    if isinstance(v, Mapping):
-        return {str(k): _go_number(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_go_number(x) for x in v]
-    return v
-
-
-def _json_or_empty_object(value: Mapping[str, Any] | None) -> Callable[[], str]:
-    """String() of Ollama's templateArgs / templateProperties: JSON, and `{}` for a nil map."""
-    def string() -> str:
-        return "{}" if value is None else gojson.marshal(value)
-    return string
-
-
-def _json_of(value: Any, *, sort_keys: bool = True) -> Callable[[], str]:
-    def marshal() -> str:
-        return gojson.marshal(value, sort_keys=sort_keys)
-    return marshal
-
-
-def _nil_slice(type_name: str) -> Typed:
-    return Typed(type_name, [], nil=True)
-
-
-def _image_bytes(image: Any) -> bytes:
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image)
-    if isinstance(image, str):
-        try:
-            return base64.b64decode(image, validate=True)
-        except (binascii.Error, ValueError):
-            return image.encode("utf-8", "surrogateescape")
-    return bytes(image)
-
-
-def _tool_call_value(tc: Mapping[str, Any]) -> Struct:
-    tc = _mapping(tc, "tool call")
-    fn = _mapping(tc.get("function"), "tool call function")
-    raw_args = fn.get("arguments")
-    args = _go_number(raw_args) if isinstance(raw_args, Mapping) else None
-    arguments = Typed("template.templateArgs", args if args is not None else {},
-                      string=_json_or_empty_object(args), nil=args is None)
-    index = fn.get("index") or 0
-    function = Struct(
-        "template.templateToolCallFunction",
-        {"Index": int(index) if isinstance(index, (int, float)) else 0, "Name": str(fn.get("name") or ""),
-         "Arguments": arguments},
-        json_fields=(("Index", "Index", OMIT_NEVER), ("Name", "Name", OMIT_NEVER), ("Arguments", "Arguments", OMIT_NEVER)),
-    )
-    return Struct("template.templateToolCall", {"ID": str(tc.get("id") or ""), "Function": function},
-                  json_fields=(("ID", "ID", OMIT_NEVER), ("Function", "Function", OMIT_NEVER)))
-
-
-_MESSAGE_JSON = tuple((k, k, OMIT_NEVER) for k in
-                      ("Role", "Content", "Thinking", "Images", "ToolCalls", "ToolName", "ToolCallID"))
-
-
-def _message_value(m: Mapping[str, Any]) -> Struct:
-    images = m.get("images") or []
-    tool_calls = m.get("tool_calls") or []
-    return Struct(
-        "*template.templateMessage",
-        {
-            "Role": m.get("role", ""),
-            "Content": m.get("content", ""),
-            "Thinking": m.get("thinking") or "",
-            "Images": [_image_bytes(i) for i in images] if images else _nil_slice("[]api.ImageData"),
-            "ToolCalls": ([_tool_call_value(tc) for tc in tool_calls] if tool_calls
-                          else _nil_slice("[]template.templateToolCall")),
-            "ToolName": m.get("tool_name") or "",
-            "ToolCallID": m.get("tool_call_id") or "",
-        },
-        json_fields=_MESSAGE_JSON,
-        pointer=True,
-    )
-
-
-def _property_type(t: Any) -> Typed:
-    types = [t] if isinstance(t, str) else [str(x) for x in t] if isinstance(t, (list, tuple)) else []
-
-    def string() -> str:
-        if not types:
-            return ""
-        return types[0] if len(types) == 1 else "[" + " ".join(types) + "]"
-
-    def marshal() -> str:
-        return gojson.quote(types[0]) if len(types) == 1 else gojson.marshal(types if types else None)
-
-    return Typed("api.PropertyType", types, string=string, marshal=marshal, nil=not types)
-
-
-_PROPERTY_JSON = (("anyOf", "AnyOf", OMIT_EMPTY), ("type", "Type", OMIT_EMPTY), ("items", "Items", OMIT_NIL),
-                  ("description", "Description", OMIT_EMPTY), ("enum", "Enum", OMIT_EMPTY),
-                  ("properties", "Properties", OMIT_NIL))
-
-
-def _tool_property(p: Any) -> Struct:
-    """api.ToolProperty from its JSON schema form."""
-    p = p if isinstance(p, Mapping) else {}
-    nested = p.get("properties")
-    properties: Any = NilPointer("*api.ToolPropertiesMap")
-    if isinstance(nested, Mapping):
-        ordered = {str(k): _tool_property(v) for k, v in nested.items()}
-        # ToolPropertiesMap keeps insertion order when marshalled.
-        properties = Typed("*api.ToolPropertiesMap", ordered, marshal=_json_of(ordered, sort_keys=False))
-    any_of = p.get("anyOf")
-    enum = p.get("enum")
-    return Struct(
-        "api.ToolProperty",
-        {
-            "AnyOf": [_tool_property(x) for x in any_of] if isinstance(any_of, (list, tuple)) else [],
-            "Type": _property_type(p.get("type")),
-            "Items": _go_number(p.get("items")),
-            "Description": str(p.get("description") or ""),
-            "Enum": _go_number(list(enum)) if isinstance(enum, (list, tuple)) else [],
-            "Properties": properties,
-        },
-        json_fields=_PROPERTY_JSON,
-    )
-
-
-def _tools_value(tools: Sequence[Mapping[str, Any]] | None) -> Typed:
-    """template.templateTools: prints as its JSON (String()), ranges over templateTool structs."""
-    if tools is None:
-        return Typed("template.templateTools", [], string=lambda: "null", nil=True)
-    values = []
-    for tool in tools:
-        tool = _mapping(tool, "tool")
-        fn = _mapping(tool.get("function"), "tool function")
-        params = _mapping(fn.get("parameters"), "tool parameters")
-        props = params.get("properties")
-        prop_map = ({str(k): _tool_property(v) for k, v in props.items()}
-                    if isinstance(props, Mapping) else None)
-        properties = Typed("template.templateProperties", prop_map if prop_map is not None else {},
-                           string=_json_or_empty_object(prop_map), nil=prop_map is None)
-        required = params.get("required")
-        parameters = Struct(
-            "template.templateToolFunctionParameters",
-            {"Type": str(params.get("type") or ""), "Defs": _go_number(params.get("$defs")),
-             "Items": _go_number(params.get("items")),
-             "Required": [str(r) for r in required] if isinstance(required, (list, tuple)) else [],
-             "Properties": properties},
-            json_fields=(("type", "Type", OMIT_NEVER), ("$defs", "Defs", OMIT_NIL), ("items", "Items", OMIT_NIL),
-                         ("required", "Required", OMIT_EMPTY), ("properties", "Properties", OMIT_NEVER)),
-        )
-        function = Struct(
-            "template.templateToolFunction",
-            {"Name": str(fn.get("name") or ""), "Description": str(fn.get("description") or ""),
-             "Parameters": parameters},
-            json_fields=(("name", "Name", OMIT_NEVER), ("description", "Description", OMIT_NEVER),
-                         ("parameters", "Parameters", OMIT_NEVER)),
-        )
-        values.append(Struct(
-            "template.templateTool",
-            {"Type": str(tool.get("type") or ""), "Items": _go_number(tool.get("items")), "Function": function},
-            json_fields=(("type", "Type", OMIT_NEVER), ("items", "Items", OMIT_NIL),
-                         ("function", "Function", OMIT_NEVER)),
-        ))
-    return Typed("template.templateTools", values, string=_json_of(values))
-
-
-def _think_values(think: ThinkValue) -> dict[str, Any]:
-    """`.Think`, `.ThinkLevel`, `.IsThinkSet` from a request's think value (api.ThinkValue)."""
-    if think is None:
-        return {"Think": False, "ThinkLevel": "", "IsThinkSet": False}
-    if isinstance(think, bool):
-        return {"Think": think, "ThinkLevel": "medium" if think else "", "IsThinkSet": True}
-    return {"Think": think in THINK_LEVELS, "ThinkLevel": str(think), "IsThinkSet": True}
-
-
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    """Messages, tools and tool calls must be JSON objects; anything else is the client's error."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise BadRequestError(f"invalid {what}: expected an object, got {type(value).__name__}")
-    return value
-
-
 def _normalize(m: Mapping[str, Any]) -> dict[str, Any]:
     """A private copy of a message, role lower-cased as api.Message's JSON decoding does."""
-    out = dict(_mapping(m, "message"))
+    out = dict(mapping(m, "message"))
     out["role"] = str(out.get("role") or "").lower()
     out["content"] = str(out.get("content") or "")
     return out
@@ -501,18 +308,18 @@ def execute(template: Template, *, messages: Sequence[Mapping[str, Any]] = (),
     """Ollama's Template.Execute(Values): fill-in-the-middle, messages, or legacy per-turn mode."""
     prep = _prepare(template)
     system, collated = _collate(messages)
-    think_values = _think_values(think)
+    think_fields = think_values(think)
     if prompt and suffix:
-        return prep.full.execute({"Prompt": prompt, "Suffix": suffix, "Response": "", **think_values})
+        return prep.full.execute({"Prompt": prompt, "Suffix": suffix, "Response": "", **think_fields})
     if "messages" in prep.vars:
         return prep.full.execute({
             "System": system,
             # convertMessagesForTemplate keeps a nil slice nil: `json .Messages` is `null` then.
-            "Messages": Typed("[]*template.templateMessage", [_message_value(m) for m in collated],
+            "Messages": Typed("[]*template.templateMessage", [message_value(m) for m in collated],
                               nil=not collated),
-            "Tools": _tools_value(tools),
+            "Tools": tools_value(tools),
             "Response": "",
-            **think_values,
+            **think_fields,
         })
 
     # Legacy: one run per turn. A system message or a new user turn closes the pending turn.
@@ -522,7 +329,7 @@ def execute(template: Template, *, messages: Sequence[Mapping[str, Any]] = (),
     def flush() -> None:
         nonlocal system, prompt_text, response
         out.append(prep.full.execute({"System": system, "Prompt": prompt_text, "Response": response,
-                                      **think_values}))
+                                      **think_fields}))
         system = prompt_text = response = ""
 
     for m in collated:
@@ -538,7 +345,7 @@ def execute(template: Template, *, messages: Sequence[Mapping[str, Any]] = (),
         elif role == "assistant":
             response = m["content"]
     out.append(prep.last_turn.execute({"System": system, "Prompt": prompt_text, "Response": response,
-                                       **think_values}))
+                                       **think_fields}))
     return "".join(out)
 
 
