@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -95,13 +96,37 @@ def build_options(
     return split_options(merged, RunnerOptions(num_ctx=state.config.context_length))
 
 
-@dataclass
 class Lease:
-    """A runner held for one request; `release` gives it back (the keep-alive timer starts then)."""
+    """A runner held for one request; `release` gives it back (the keep-alive timer starts then).
 
-    runner: RunnerBase
-    load_ns: int
-    release: Callable[[], None]
+    `reload` replaces a runner that died under the request by a freshly loaded one, once, when
+    that may help: the runner died by a native fault before its first decode with the CPU's
+    extra buffer types on, which the scheduler then turns off for the model (PYOLLAMA_REPACK
+    unset). The request goes on as if nothing happened; the scheduler logs the one warning."""
+
+    def __init__(self, state: ServerState, record: ModelRecord, options: RunnerOptions,
+                 keep_alive: float | None, started_ns: int) -> None:
+        scheduler = state.scheduler()
+        self._acquire = functools.partial(scheduler.acquire, record, options, keep_alive)
+        self._may_reload = state.config.repack is None
+        self._stack = contextlib.ExitStack()
+        self.runner: RunnerBase = self._stack.enter_context(self._acquire())
+        # Ollama's load_duration runs from the request's start to the runner being ready (queueing included).
+        self.load_ns = time.perf_counter_ns() - started_ns
+
+    def release(self) -> None:
+        self._stack.close()
+
+    def reloadable(self) -> bool:
+        runner = self.runner
+        return self._may_reload and runner.repack and bool(getattr(runner, "faulted_before_first_decode", False))
+
+    def reload(self) -> RunnerBase:
+        self._may_reload = False
+        self._stack.close()
+        self._stack = contextlib.ExitStack()
+        self.runner = self._stack.enter_context(self._acquire())
+        return self.runner
 
 
 def acquire_runner(
@@ -109,10 +134,7 @@ def acquire_runner(
 ) -> Lease:
     if record.model_path is None:
         raise BadRequestError(f'"{record.name.display}" has no model weights to run')
-    stack = contextlib.ExitStack()
-    runner = stack.enter_context(state.scheduler().acquire(record, options, keep_alive))
-    # Ollama's load_duration runs from the request's start to the runner being ready (queueing included).
-    return Lease(runner=runner, load_ns=time.perf_counter_ns() - started_ns, release=stack.close)
+    return Lease(state, record, options, keep_alive, started_ns)
 
 
 def completion_request(
@@ -176,24 +198,36 @@ def _until_disconnected(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, 
         yield event
 
 
-def stream_completion(runner: RunnerBase, creq: CompletionRequest, parser: ReplyParser) -> Iterator[Delta]:
-    """Run one completion, yielding reply deltas and, last, a Delta carrying the result.
+def stream_completion(lease: Lease, creq: CompletionRequest, parser: ReplyParser) -> Iterator[Delta]:
+    """Run one completion on the lease's runner, yielding reply deltas and, last, a Delta
+    carrying the result.
 
     Closing the generator before the end (client gone) cancels the completion. The running
     request's metrics (time to first token, per-token latency, token counts) are observed as it
     goes; the timer is taken now, while the request context exists, since a stream's body is
     iterated after it has gone.
     """
-    return _completion_deltas(runner, creq, parser, completion_timer())
+    return _completion_deltas(lease, creq, parser, completion_timer())
 
 
 def _completion_deltas(
-    runner: RunnerBase, creq: CompletionRequest, parser: ReplyParser, timer: CompletionTimer | None
+    lease: Lease, creq: CompletionRequest, parser: ReplyParser, timer: CompletionTimer | None
 ) -> Iterator[Delta]:
-    completion = runner.complete(creq)
+    completion = lease.runner.complete(creq)
     finished = False
     try:
-        for chunk in completion:
+        chunks = iter(completion)
+        try:
+            first = [next(chunks)]
+        except StopIteration:
+            first = []
+        except PyollamaError:
+            if not lease.reloadable():
+                raise
+            completion = lease.reload().complete(creq)
+            chunks = iter(completion)
+            first = []
+        for chunk in itertools.chain(first, chunks):
             if timer is not None:
                 timer.piece()
             delta = parser.feed(chunk.text)
@@ -217,7 +251,6 @@ def _completion_deltas(
     finally:
         if not finished:
             completion.cancel()
-
 
 
 # -- generate and chat -------------------------------------------------------------------------
@@ -277,7 +310,7 @@ def start_generate(state: ServerState, req: GenerateRequest, started: int) -> In
             return GENERATE.debug(req.model, rendered.prompt, len(req.images))
         creq = completion_request(rendered, predict, fmt, req, suffix)
         parser = reply_parser(rendered, None, think)
-        deltas = stream_completion(lease.runner, creq, parser)
+        deltas = stream_completion(lease, creq, parser)
         events = GENERATE.events(req.model, deltas, started, lease.load_ns, context=not req.raw)
     except BaseException:
         lease.release()
@@ -315,7 +348,7 @@ def start_chat(state: ServerState, req: ChatRequest, started: int) -> InferenceR
                 creq.grammar, creq.grammar_lazy = constrained.grammar, True
                 creq.grammar_triggers = constrained.triggers
         parser = reply_parser(rendered, req.tools, think)
-        events = CHAT.events(req.model, stream_completion(lease.runner, creq, parser), started, lease.load_ns)
+        events = CHAT.events(req.model, stream_completion(lease, creq, parser), started, lease.load_ns)
     except BaseException:
         lease.release()
         raise
