@@ -218,14 +218,53 @@ def _syntax_error_text(text: str, exc: json.JSONDecodeError) -> str:
     return f"invalid character {_quote_char(text, pos)} {context}"
 
 
+# UTF-16 surrogates: a JSON escape of one that is not part of a pair decodes to U+FFFD in Go.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogate(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def _replace_lone_surrogates(root: Any) -> Any:
+    """Go's decoding of `"\\ud800"`: U+FFFD. Python keeps the lone surrogate, which no UTF-8
+    encoder (tokenizer, file name, JSON reply) accepts. Walked without recursion: the value may
+    be as deep as the decoder allows."""
+    if isinstance(root, str):
+        return _without_surrogate(root)
+    stack = [root] if isinstance(root, (dict, list)) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = _without_surrogate(item)
+                elif isinstance(item, (dict, list)):
+                    stack.append(item)
+            continue
+        for key in [k for k in node if _SURROGATE.search(k)]:
+            node[_without_surrogate(key)] = node.pop(key)
+        for key, item in node.items():
+            if isinstance(item, str):
+                node[key] = _without_surrogate(item)
+            elif isinstance(item, (dict, list)):
+                stack.append(item)
+    return root
+
+
 def decode(text: str) -> Any:
     """json.Decoder.Decode: the first JSON value of `text` (what follows is ignored).
 
-    DecodeError with Go's text when it is not JSON, NaN and Infinity included.
+    DecodeError with Go's text when it is not JSON, NaN and Infinity included, and when it nests
+    deeper than the decoder goes (Go's limit is 10,000 levels; Python's recursion limit is
+    lower, and nothing a client sends on purpose comes near either). Unpaired surrogate escapes
+    become U+FFFD, as in Go.
     """
     decoder = json.JSONDecoder(parse_constant=_reject_constant)
     try:
         value, _ = decoder.raw_decode(text)
+    except RecursionError:
+        raise DecodeError("exceeded max depth") from None
     except json.JSONDecodeError as exc:
         raise DecodeError(_syntax_error_text(text, exc)) from None
     except _ConstantError as exc:
@@ -233,4 +272,4 @@ def decode(text: str) -> Any:
         if name.startswith("-"):
             raise DecodeError(f"invalid character '{name[1]}' in numeric literal") from None
         raise DecodeError(f"invalid character '{name[0]}' looking for beginning of value") from None
-    return value
+    return _replace_lone_surrogates(value)

@@ -267,3 +267,38 @@ def test_blob_uploads_never_answer_500(fuzz_app: Flask, digest: str, body: bytes
     assert status in (200, 201, 400, 404, 405), (digest, status, answer)
     if status == 400:
         assert isinstance(json.loads(answer)["error"], str)
+
+
+@pytest.mark.parametrize(("method", "path"), list(ROUTES))
+def test_deeply_nested_body_answers_400_exceeded_max_depth(fuzz_app: Flask, method: str, path: str) -> None:
+    for raw in (b"[" * 100_000, b'{"model": ' + b"[" * 100_000, b'{"a":' * 50_000):
+        status, answer = _send(fuzz_app.test_client(), method, path, raw)
+        _check(path, status, answer)
+        assert status == 400, answer[:200]
+        message = json.loads(answer)["error"]
+        assert (message["message"] if path.startswith("/v1/") else message) == "exceeded max depth"
+
+
+@pytest.mark.parametrize(("method", "path"), list(ROUTES))
+def test_lone_surrogate_escapes_never_answer_500(fuzz_app: Flask, method: str, path: str) -> None:
+    """Go decodes an unpaired surrogate escape as U+FFFD; so does pyollama, so that no text a
+    client sends can fail later in a UTF-8 encoder (tokenizer, file name, the error reply)."""
+    lone = "\\ud800 and \\udfff"
+    bodies = [
+        f'{{"model": "tiny{lone}", "prompt": "x"}}',
+        f'{{"model": "tiny", "prompt": "{lone}", "system": "{lone}", "stream": false}}',
+        f'{{"model": "tiny", "messages": [{{"role": "user", "content": "{lone}"}}], "stream": false}}',
+        f'{{"model": "tiny", "input": ["{lone}"], "{lone}": 1}}',
+        f'{{"name": "{lone}", "model": "{lone}", "source": "tiny", "destination": "{lone}"}}',
+    ]
+    network = path in ("/api/pull", "/api/push")  # a valid name there would go to a registry
+    for body in bodies[:1] + bodies[4:] if network else bodies:
+        status, answer = _send(fuzz_app.test_client(), method, path, body.encode())
+        _check(path, status, answer)
+        assert "\\ud800" not in answer.decode("utf-8")
+
+
+def test_lone_surrogate_in_model_name_is_refused_as_a_name(client: FlaskClient) -> None:
+    response = client.post("/api/show", data=b'{"model": "nope\\ud800"}', content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "invalid model name"}

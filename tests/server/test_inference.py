@@ -715,3 +715,13 @@ def test_non_streaming_request_canceled_when_client_hangs_up(
     again = requests.post(f"{inference_server.url}/api/generate", json={"model": MODEL, "prompt": "Hi",
                           "stream": False, "options": {"num_predict": 3}}, timeout=60)
     assert again.status_code == 200 and again.json()["eval_count"] <= 3
+
+
+def test_generate_with_lone_surrogate_escapes_answers(inference_server: LiveServer) -> None:
+    """Go (and so Ollama) decodes an unpaired surrogate escape as U+FFFD; it reaches the model as
+    that character instead of failing in the tokenizer."""
+    raw = b'{"model": "smollm2:135m", "prompt": "Say \\ud800 and \\udfff", "system": "\\udc00", "stream": false, ' \
+          b'"options": {"num_predict": 2, "temperature": 0}}'
+    response = requests.post(f"{inference_server.url}/api/generate", data=raw, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["done"] is True

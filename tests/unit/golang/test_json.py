@@ -72,3 +72,18 @@ def test_unmarshal_type_error_names_number_for_int_fields() -> None:
         "json: cannot unmarshal number 1.5 into Go struct field Options.num_ctx of type int")
     assert gojson.unmarshal_type_error("x", "ChatRequest.stream", "bool") == (
         "json: cannot unmarshal string into Go struct field ChatRequest.stream of type bool")
+
+
+def test_decode_replaces_unpaired_surrogate_escapes_like_go() -> None:
+    value = gojson.decode('{"k\\ud800": ["\\udc00x", {"pair": "\\ud83d\\ude00", "high": "a\\udbff"}]}')
+    assert value == {"k\ufffd": ["\ufffdx", {"pair": "\U0001f600", "high": "a\ufffd"}]}
+    assert gojson.decode('"\\ud800"') == "\ufffd"
+
+
+def test_decode_refuses_nesting_deeper_than_the_decoder_goes() -> None:
+    with pytest.raises(gojson.DecodeError, match="^exceeded max depth$"):
+        gojson.decode("[" * 100_000)
+    nested: list[object] = []
+    for _ in range(199):
+        nested = [nested]
+    assert gojson.decode("[" * 200 + "]" * 200) == nested
