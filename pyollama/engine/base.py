@@ -70,6 +70,12 @@ class RunnerBase(abc.ABC):
         return True
 
     @property
+    def faulted_before_first_decode(self) -> bool:
+        """The runner died by a native fault before any text or embedding came back (only a runner
+        in a process of its own can tell: an in-process fault ends the server)."""
+        return False
+
+    @property
     @abc.abstractmethod
     def n_queued(self) -> int:
         """Completions waiting for a free sequence (read-only; for metrics)."""

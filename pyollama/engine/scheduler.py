@@ -224,16 +224,21 @@ class Scheduler:
             entry.timer.cancel()
         if entry.refs == 0:
             entry.runner.close()
-        runner = entry.runner
-        if getattr(runner, "faulted_before_first_decode", False) and runner.repack and self.config.repack is None:
+        if self.heals_by_reload(entry.runner):
             self._without_repack.add(key)
             log.warning(
                 "model %s crashed in its first decode with the CPU's extra buffer types (AMX, repacked "
                 "weights): loading it again without them. If that fixes it, PYOLLAMA_REPACK=0 makes it "
                 "permanent for every model", entry.record.name.display)
-            return
-        log.warning("model %s is no longer running; it will be loaded again", entry.record.name.display)
+        else:
+            log.warning("model %s is no longer running; it will be loaded again", entry.record.name.display)
         self._cond.notify_all()
+
+    def heals_by_reload(self, runner: RunnerBase) -> bool:
+        """Whether loading the model again may cure the death of `runner`: it died by a native
+        fault in its first decode with the CPU's extra buffer types on, and those are automatic
+        (PYOLLAMA_REPACK unset), so the next load goes without them."""
+        return self.config.repack is None and runner.repack and runner.faulted_before_first_decode
 
     def unload(self, record: ModelRecord) -> bool:
         """keep_alive 0 with nothing to do: unload now, or as soon as in-flight requests end."""

@@ -106,9 +106,9 @@ class Lease:
 
     def __init__(self, state: ServerState, record: ModelRecord, options: RunnerOptions,
                  keep_alive: float | None, started_ns: int) -> None:
-        scheduler = state.scheduler()
-        self._acquire = functools.partial(scheduler.acquire, record, options, keep_alive)
-        self._may_reload = state.config.repack is None
+        self._scheduler = state.scheduler()
+        self._acquire = functools.partial(self._scheduler.acquire, record, options, keep_alive)
+        self._may_reload = True
         self._stack = contextlib.ExitStack()
         self.runner: RunnerBase = self._stack.enter_context(self._acquire())
         # Ollama's load_duration runs from the request's start to the runner being ready (queueing included).
@@ -118,8 +118,7 @@ class Lease:
         self._stack.close()
 
     def reloadable(self) -> bool:
-        runner = self.runner
-        return self._may_reload and runner.repack and bool(getattr(runner, "faulted_before_first_decode", False))
+        return self._may_reload and self._scheduler.heals_by_reload(self.runner)
 
     def reload(self) -> RunnerBase:
         self._may_reload = False
