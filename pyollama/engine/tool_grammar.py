@@ -5,7 +5,8 @@ none, so a model could write a malformed call that no parser reads. When a chat 
 `tools`, sampling is free until the model starts a call — `<tool_call>` (the ChatML / Hermes
 shape Ollama's library templates use) or a bare `{"name"` — and from there the grammar holds it
 to a JSON call `{"name": <one of the tools>, "arguments": <that tool's parameters>}`, closed by
-`</tool_call>` when it opened with `<tool_call>`.
+`</tool_call>` when it opened with `<tool_call>`, or by the closing code fence when a bare call
+sits in one (```` ```json ```` is free text before the trigger).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def tool_call_grammar(tools: Sequence[Any]) -> ToolCallGrammar | None:
     ws = '( "\\n" | " " )?'
     grammar = (
         f'root ::= "{TOOL_CALL_OPEN}" {ws} {_CALL_RULE} {ws} "{TOOL_CALL_CLOSE}"'
-        f' ( {ws} "{TOOL_CALL_OPEN}" {ws} {_CALL_RULE} {ws} "{TOOL_CALL_CLOSE}" )* | {_CALL_RULE}\n'
+        f' ( {ws} "{TOOL_CALL_OPEN}" {ws} {_CALL_RULE} {ws} "{TOOL_CALL_CLOSE}" )* | {_CALL_RULE} ( {ws} "```" )?\n'
         + _rename_root(call, _CALL_RULE)
     )
     triggers = [{"type": "word", "value": TOOL_CALL_OPEN}, {"type": "word", "value": BARE_CALL_START}]

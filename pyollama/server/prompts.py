@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyollama.server.bodies import ChatRequest, GenerateRequest
-from pyollama.server.replies import ChatTemplateReply, JsonToolReply, PlainReply, ReplyParser, ThinkTagReply
+from pyollama.server.replies import ChatTemplateReply, PlainReply, ReplyParser, ThinkTagReply
+from pyollama.server.tool_replies import chat_template_tool_reply, go_template_tool_reply
 from pyollama.store.model import ModelRecord
 
 if TYPE_CHECKING:
@@ -147,16 +148,13 @@ def render_conversation(
 def reply_parser(rendered: PreparedPrompt, tools: list[dict[str, Any]] | None, think: bool | str | None) -> ReplyParser:
     thinking = think is not None and think is not False
     if rendered.chat is not None:
-        return ChatTemplateReply(rendered.chat) if tools or thinking else PlainReply()
+        if tools:
+            return chat_template_tool_reply(ChatTemplateReply(rendered.chat), tools)
+        return ChatTemplateReply(rendered.chat) if thinking else PlainReply()
     if rendered.go_template is not None:
         from pyollama.templates.prompt import thinking_tags
 
-        names = {
-            t["function"]["name"]
-            for t in tools or []
-            if isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
-        }
-        inner: ReplyParser = JsonToolReply(names) if tools else PlainReply()
+        inner: ReplyParser = go_template_tool_reply(rendered.go_template, tools) if tools else PlainReply()
         if not thinking:
             return inner
         opening, closing = thinking_tags(rendered.go_template)

@@ -14,7 +14,8 @@ A port of what Ollama does between a request and the text handed to the model:
   the prompt fits the context window, keeping system messages and whole tool-call blocks;
 - GenerateHandler (server/routes.go): the messages /api/generate renders, and which of the
   above paths it takes;
-- capabilities read off a template: tools, insert (suffix), thinking tags.
+- capabilities read off a template: tools, insert (suffix), thinking tags;
+- the tag that opens a tool call (tools.parseTag), which the reply's tool-call parser looks for.
 
 The values a template sees (Ollama's Go template structs) are built in templates/values.py.
 """
@@ -32,6 +33,7 @@ from pyollama.templates.gotext import (
     BranchNode,
     CommandNode,
     FieldNode,
+    IfNode,
     ListNode,
     Node,
     PipeNode,
@@ -40,6 +42,7 @@ from pyollama.templates.gotext import (
     TemplateError,
     TemplateNode,
     TextNode,
+    WithNode,
     identifiers,
 )
 from pyollama.templates.values import (
@@ -201,6 +204,90 @@ def thinking_tags(template: Template) -> tuple[str, str]:
 
     visit(_prepare(template).full.root)
     return opening, closing
+
+
+def _names_tool_calls(pipe: PipeNode) -> bool:
+    return any(isinstance(arg, FieldNode) and "ToolCalls" in arg.ident for cmd in pipe.cmds for arg in cmd.args)
+
+
+def _tool_calls_block(nodes: Sequence[Node], kind: type[BranchNode]) -> BranchNode | None:
+    """The first `kind` node (tree order) whose pipeline names `.ToolCalls`, searched through
+    lists and the bodies of if, range and with (tools.findToolCallNode, for IfNode)."""
+    for n in nodes:
+        if isinstance(n, kind) and _names_tool_calls(n.pipe):
+            return n
+        if isinstance(n, ListNode):
+            found = _tool_calls_block(n.nodes, kind)
+        elif isinstance(n, (IfNode, RangeNode, WithNode)):
+            found = _tool_calls_block(n.list.nodes, kind)
+            if found is None and n.else_list is not None:
+                found = _tool_calls_block(n.else_list.nodes, kind)
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _first_text(nodes: Sequence[Node]) -> TextNode | None:
+    """tools.findTextNode: the first text, depth first, that no action comes before; the search
+    ends inside the first if, range or with it enters."""
+    for n in nodes:
+        if isinstance(n, TextNode):
+            return n
+        if isinstance(n, ActionNode):
+            return None
+        if isinstance(n, ListNode):
+            found = _first_text(n.nodes)
+            if found is not None:
+                return found
+        elif isinstance(n, BranchNode):
+            found = _first_text(n.list.nodes)
+            if found is None and n.else_list is not None:
+                found = _first_text(n.else_list.nodes)
+            return found
+    return None
+
+
+def _closing_text(block: BranchNode) -> str:
+    """The text that closes the calls: the first line of the text right after the `range
+    .ToolCalls` in the block (`{{ end }}</tool_call>`), else the end of the range's own last text
+    after its JSON (`...}</tool_call>{{ end }}`)."""
+    loop = block if isinstance(block, RangeNode) else _tool_calls_block(block.list.nodes, RangeNode)
+    if loop is None:
+        return ""
+    siblings = block.list.nodes
+    if loop in siblings:
+        following = siblings[siblings.index(loop) + 1 :]
+        if following and isinstance(following[0], TextNode):
+            text = following[0].text.strip().split("\n")[0].strip()
+            if text and "{" not in text:
+                return text
+    last = loop.list.nodes[-1] if loop.list.nodes else None
+    if isinstance(last, TextNode) and "}" in last.text:
+        return last.text.rsplit("}", 1)[1].strip().split("\n")[0].strip()
+    return ""
+
+
+@functools.lru_cache(maxsize=64)
+def tool_call_tags(template: Template) -> tuple[str, str]:
+    """The text that opens a tool call and the text that closes it, read off the template.
+
+    The opening is Ollama's tools.parseTag: in the first `{{ if .ToolCalls }}` block, the first
+    text the block writes, cut at its first `{` and trimmed (`<tool_call>`, `[TOOL_CALLS] [`).
+    A template with no such block but a `{{ range .ToolCalls }}` is read the same way from the
+    range's body. "" when that leaves nothing (calls written as bare JSON, Ollama's `{` tag) or
+    the template has neither. The closing (`</tool_call>`) is "" when there is none.
+    """
+    root = _prepare(template).full.root.nodes
+    block = _tool_calls_block(root, IfNode) or _tool_calls_block(root, RangeNode)
+    if block is None:
+        return "", ""
+    text = _first_text(block.list.nodes)
+    if text is None:
+        return "", ""
+    opening = text.text.replace("\r\n", "\n").split("{", 1)[0].strip()
+    return (opening, _closing_text(block)) if opening else ("", "")
 
 
 def _children(n: Node) -> list[Node]:
@@ -462,6 +549,7 @@ __all__ = [
     "render_generate",
     "template_vars",
     "thinking_tags",
+    "tool_call_tags",
     "uses_messages",
     "uses_suffix",
     "uses_think",

@@ -21,12 +21,14 @@ from pyollama.templates.gotext.node import (
     BranchNode,
     CommandNode,
     FieldNode,
+    IfNode,
     ListNode,
     Node,
     PipeNode,
     RangeNode,
     TemplateNode,
     TextNode,
+    WithNode,
 )
 from pyollama.templates.gotext.template import Template, TemplateError, identifiers
 
@@ -35,6 +37,7 @@ __all__ = [
     "BranchNode",
     "CommandNode",
     "FieldNode",
+    "IfNode",
     "ListNode",
     "Node",
     "PipeNode",
@@ -43,5 +46,6 @@ __all__ = [
     "TemplateError",
     "TemplateNode",
     "TextNode",
+    "WithNode",
     "identifiers",
 ]

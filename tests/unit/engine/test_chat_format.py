@@ -27,9 +27,9 @@ def test_arguments_from_text_reads_objects_and_null() -> None:
 
 @pytest.mark.parametrize(("value", "arguments"), [
     ({"a": 1}, {"a": 1}), (None, {}), ("  ", {}), ('{"a": 1}', {"a": 1}),
-    ("{oops", {"_raw": "{oops"}), ("[1]", {"_raw": "[1]"}), ([1, 2], {"_raw": "[1,2]"}),
+    ("{oops", None), ("[1]", None), ([1, 2], None), (3, None),
 ])
-def test_arguments_from_model_keeps_what_does_not_parse_as_raw(value: object, arguments: dict[str, object]) -> None:
+def test_arguments_from_model_refuses_what_is_not_an_object(value: object, arguments: dict[str, object] | None) -> None:
     assert arguments_from_model(value) == arguments
 
 
@@ -46,7 +46,8 @@ def test_tool_calls_round_trip_between_ollama_and_openai() -> None:
 
 
 def test_tool_calls_from_model_index_and_generate_ids() -> None:
-    calls = tool_calls_from_model([{"name": "a", "parameters": {"x": 1}}, {"nope": 1}, {"function": {"name": "b"}}])
+    calls = tool_calls_from_model([{"name": "a", "parameters": {"x": 1}}, {"nope": 1}, {"function": {"name": "b"}},
+                                   {"name": "c", "arguments": "{oops"}])
     assert [(c["function"]["index"], c["function"]["name"], c["function"]["arguments"]) for c in calls] == [
         (0, "a", {"x": 1}), (1, "b", {})]
     assert all(c["id"].startswith("call_") and len(c["id"]) == 13 for c in calls)

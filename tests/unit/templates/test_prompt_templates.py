@@ -26,6 +26,7 @@ from pyollama.templates.prompt import (
     template_capabilities,
     template_vars,
     thinking_tags,
+    tool_call_tags,
     uses_messages,
     uses_suffix,
     uses_think,
@@ -511,6 +512,35 @@ def test_template_capabilities_come_from_the_parsed_template() -> None:
     # `.Thinking` outside a range over `.Messages` renders no tags: not a capability (Ollama's InferTags)
     assert template_capabilities("<think>{{ .Thinking }}</think>{{ range .Messages }}{{ .Content }}{{ end }}") == ()
     assert template_capabilities("{{ .Tools ") == ()
+
+
+# llama3-groq-tool-use: the tag inside the range, after `if .ToolCalls` (Ollama's tools testdata shape)
+GROQ_TOOLS = ('{{ range .Messages }}{{ if .ToolCalls }}{{ range .ToolCalls }}<tool_call>{"name": "{{ .Function.Name }}"}'
+              "</tool_call>{{ end }}{{ end }}{{ end }}")
+# llama3.2: calls as bare JSON, Ollama's `{` tag
+BARE_TOOLS = ('{{ range .Messages }}{{ if .ToolCalls }}{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", '
+              '"parameters": {{ .Function.Arguments }}}{{ end }}{{ end }}{{ end }}')
+# no `if .ToolCalls`: the range's own text is read
+RANGE_TOOLS = ('{{ range .Messages }}{{ range .ToolCalls }}<function_call>{"name": "{{ .Function.Name }}"}'
+               "</function_call>{{ end }}{{ .Content }}{{ end }}")
+# an action before any text: findTextNode stops there
+ACTION_FIRST = "{{ range .Messages }}{{ if .ToolCalls }}{{ .Content }}<tool_call>{{ end }}{{ end }}"
+
+
+@pytest.mark.parametrize(
+    ("template", "tags"),
+    [
+        (QWEN_TOOLS, ("<tool_call>", "</tool_call>")),
+        (MISTRAL_TOOLS, ("[TOOL_CALLS] [", "]")),
+        (GROQ_TOOLS, ("<tool_call>", "</tool_call>")),
+        (BARE_TOOLS, ("", "")),
+        (RANGE_TOOLS, ("<function_call>", "</function_call>")),
+        (ACTION_FIRST, ("", "")),
+        (CHATML, ("", "")),
+    ],
+)
+def test_tool_call_tags_are_the_text_before_the_calls(template: str, tags: tuple[str, str]) -> None:
+    assert tool_call_tags(parse_template(template)) == tags
 
 
 def test_thinking_tags_found_around_thinking_inside_messages_range() -> None:
