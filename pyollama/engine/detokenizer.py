@@ -18,22 +18,39 @@ class StreamDetokenizer:
         self._stops = [s for s in stops if s]
         self._held = ""  # decoded text not yet released (a possible stop-string prefix)
         self.stopped = False
+        # characters decoded and characters released so far (log-probabilities follow them)
+        self.n_decoded = 0
+        self.n_released = 0
 
     def push(self, piece: bytes) -> str:
         """Add one token's bytes; return the text that is now safe to send."""
         if self.stopped:
             return ""
-        self._held += self._decoder.decode(piece)
+        text = self._decoder.decode(piece)
+        self.n_decoded += len(text)
+        self._held += text
         return self._release(final=False)
+
+    @property
+    def partial(self) -> bool:
+        """The last piece ended inside a multi-byte character."""
+        return bool(self._decoder.getstate()[0])
 
     def finish(self) -> str:
         """End of generation: flush whatever is held (an unfinished character becomes U+FFFD)."""
         if self.stopped:
             return ""
-        self._held += self._decoder.decode(b"", final=True)
+        text = self._decoder.decode(b"", final=True)
+        self.n_decoded += len(text)
+        self._held += text
         return self._release(final=True)
 
     def _release(self, *, final: bool) -> str:
+        out = self._cut(final=final)
+        self.n_released += len(out)
+        return out
+
+    def _cut(self, *, final: bool) -> str:
         text = self._held
         if not self._stops:
             self._held = ""

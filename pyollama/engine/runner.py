@@ -7,6 +7,13 @@ and hands text to each request's queue. Request threads only wait on queues.
 
 Prompt cache: a slot keeps its KV after its request ends; a new request takes
 the free slot sharing the longest token prefix and evaluates only the rest.
+
+Context shift (Ollama's runners): a sequence whose generation fills its `num_ctx` keeps its
+first `num_keep` tokens, drops half of the rest from its KV cache and its `cache` list, moves
+the positions of what follows down, and goes on. A memory that cannot move positions
+(recurrent and hybrid models, M-RoPE, sliding-window caches smaller than the context) is
+cleared and the kept tokens are evaluated again instead, as Ollama's runners do.
+`shift: false` ends the generation with "length" instead.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 from pyollama.engine.base import Completion, RunnerBase
 from pyollama.engine.detokenizer import StreamDetokenizer
 from pyollama.engine.embedding import Embedder
+from pyollama.engine.logprobs import compute_logprobs
 from pyollama.engine.prompt_cache import pick_slot
 from pyollama.engine.schema_grammar import schema_grammar
 from pyollama.engine.slots import END, CompletionResult, Slot, SlotState, Task
@@ -41,6 +49,9 @@ NO_MULTIMODAL = "Multimodal data provided, but model does not support multimodal
 _IMAGE_TAG = re.compile(r"\[img-(\d+)\]")
 # Ollama gives vision models at least this much context.
 VISION_MIN_CTX = 2048
+# Ollama's bound on an open-ended generation (num_predict -1), in contexts: a context shift
+# would otherwise let a model that never stops run forever (llm.boundedNumPredict).
+OPEN_ENDED_CONTEXTS = 10
 
 
 class TaskCompletion(Completion):
@@ -57,7 +68,7 @@ class TaskCompletion(Completion):
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield CompletionChunk(item)
+            yield item if isinstance(item, CompletionChunk) else CompletionChunk(item)
 
     def cancel(self) -> None:
         self._task.cancel.set()
@@ -101,7 +112,7 @@ class Runner(RunnerBase):
         self.max_queue = max_queue
         self.n_ctx = options.num_ctx
         n_gpu = options.num_gpu
-        self._n_threads = options.num_thread or n_threads
+        self._n_threads = options.num_thread if options.num_thread > 0 else n_threads
         try:
             model = Model(
                 model_path,
@@ -139,6 +150,9 @@ class Runner(RunnerBase):
         self._thread: threading.Thread | None = None
         if not self.embedding_only:
             self.ctx = self._make_context(self.n_ctx * self.num_parallel, self.num_parallel, embeddings=False)
+            # A recurrent state cannot forget tokens: moving its positions would leave the dropped
+            # tokens in it, out of step with the slot's token list. Evaluate the kept ones again.
+            self._can_shift = bool(self.ctx.can_shift) and not (self.model.is_recurrent or self.model.is_hybrid)
             if self._adapters:
                 self.ctx.set_lora([(a, 1.0) for a in self._adapters])
             self.n_batch = self.ctx.n_batch
@@ -355,12 +369,18 @@ class Runner(RunnerBase):
         except ValueError as e:
             raise BadRequestError(str(e)) from e
         stops = list(request.options.stop) + [s for s in request.additional_stops if s]
+        num_predict = request.options.num_predict
+        if num_predict < 0 or num_predict > OPEN_ENDED_CONTEXTS * self.n_ctx:
+            num_predict = OPEN_ENDED_CONTEXTS * self.n_ctx
         return Task(
             prompt=tokens,
             sampler=sampler,
             detok=StreamDetokenizer(stops),
-            num_predict=request.options.num_predict,
+            num_predict=num_predict,
             media=media,
+            shift=request.shift,
+            num_keep=request.options.num_keep,
+            n_top_logprobs=max(0, request.top_logprobs) if request.logprobs else -1,
         )
 
     # ---- decode thread ----
@@ -461,12 +481,17 @@ class Runner(RunnerBase):
             if slot.state is not SlotState.PROMPT or slot.task is None:
                 continue
             task = slot.task
-            chunk = task.prompt[task.i_prompt : task.i_prompt + budget]
-            last = task.i_prompt + len(chunk) == len(task.prompt)
+            if task.replay:
+                chunk = task.replay[:budget]
+                del task.replay[: len(chunk)]
+                last = not task.replay
+            else:
+                chunk = task.prompt[task.i_prompt : task.i_prompt + budget]
+                last = task.i_prompt + len(chunk) == len(task.prompt)
+                task.i_prompt += len(chunk)
+                task.n_evaluated += len(chunk)
             batch.add_sequence(chunk, slot.n_past, slot.seq_id, last)
             slot.cache.extend(chunk)
-            task.i_prompt += len(chunk)
-            task.n_evaluated += len(chunk)
             budget -= len(chunk)
             if last:
                 slot.i_batch = len(batch) - 1
@@ -488,7 +513,8 @@ class Runner(RunnerBase):
             if slot.state is SlotState.PROMPT:
                 slot.state = SlotState.GENERATING
                 assert slot.task is not None
-                slot.task.t_prompt_done = now
+                if not slot.task.t_prompt_done:  # not after a replay (a shift)
+                    slot.task.t_prompt_done = now
             self._on_token(slot, tok)
 
     def _recover_from_full_cache(self, outputs: list[Slot], rc: int) -> None:
@@ -512,15 +538,65 @@ class Runner(RunnerBase):
             self._finish(slot, reason="stop")
             return
         task.generated.append(tok)
-        text = task.detok.push(self.model.token_to_piece(tok, False))
-        if text:
-            task.out.put(text)
+        if task.n_top_logprobs < 0:
+            text = task.detok.push(self.model.token_to_piece(tok, False))
+            if text:
+                task.out.put(text)
+        else:
+            self._push_with_logprobs(slot, tok)
         if task.detok.stopped:
             self._finish(slot, reason="stop")
-        elif 0 < task.num_predict <= len(task.generated) or slot.n_past + 1 >= self.n_ctx:
+        elif 0 < task.num_predict <= len(task.generated) or (not task.shift and slot.n_past + 1 >= self.n_ctx):
             self._finish(slot, reason="length")
+        elif slot.n_past + 1 > self.n_ctx:  # a shift uses the context to its last position
+            self._shift(slot, tok)
         else:
             slot.last_token = tok
+
+    def _push_with_logprobs(self, slot: Slot, tok: int) -> None:
+        """`tok`'s text into the detokenizer, and its log-probabilities (from this step's raw
+        logits) out with the text that completes it."""
+        assert self.ctx is not None and slot.task is not None
+        task, detok = slot.task, slot.task.detok
+        start = detok.n_decoded
+        text = detok.push(self.model.token_to_piece(tok, False))
+        entry = compute_logprobs(self.ctx.logits(slot.i_batch), tok, task.n_top_logprobs, self._special_piece)
+        task.logprobs.add(entry, start, detok.n_decoded + int(detok.partial))
+        entries = task.logprobs.take(detok.n_released, stopped=detok.stopped)
+        if text or entries:
+            task.out.put(CompletionChunk(text, entries))
+
+    def _special_piece(self, tok: int) -> bytes:
+        """A token's text for its log-probability: special tokens rendered, as Ollama does."""
+        return bytes(self.model.token_to_piece(tok, True))
+
+    def _shift(self, slot: Slot, tok: int) -> None:
+        """The sequence's context is full: keep its first `num_keep` tokens (and BOS), drop half
+        of the rest, and go on with `tok` (Ollama's ShiftCacheSlot). Where the memory cannot
+        move positions, the kept tokens are evaluated again (the slot goes back to PROMPT)."""
+        assert self.ctx is not None and slot.task is not None
+        task = slot.task
+        n_past = slot.n_past
+        n_keep = len(task.prompt) if task.num_keep < 0 else task.num_keep
+        if self.model.add_bos:
+            n_keep += 1
+        n_keep = max(0, min(n_keep, self.n_ctx - 1))
+        n_discard = min(max((self.n_ctx - n_keep) // 2, 1) - (self.n_ctx - n_past), n_past - n_keep)
+        log.debug("context limit hit - shifting seq=%d limit=%d input=%d keep=%d discard=%d",
+                  slot.seq_id, self.n_ctx, n_past, n_keep, n_discard)
+        if self._can_shift and self.ctx.seq_rm(slot.seq_id, n_keep, n_keep + n_discard):
+            self.ctx.seq_add(slot.seq_id, n_keep + n_discard, n_past, -n_discard)
+            del slot.cache[n_keep : n_keep + n_discard]
+            slot.last_token = tok
+            return
+        kept = slot.cache[:n_keep] + slot.cache[n_keep + n_discard :]
+        if -1 in kept:  # image embeddings cannot be evaluated again from token ids
+            self._finish(slot, reason="length")
+            return
+        self.ctx.seq_rm(slot.seq_id, -1, -1)
+        slot.cache = []
+        task.replay = [*kept, tok]
+        slot.state = SlotState.PROMPT
 
     def _finish(self, slot: Slot, *, reason: str = "stop", error: BaseException | None = None) -> None:
         task = slot.task
@@ -529,7 +605,10 @@ class Runner(RunnerBase):
         now = time.perf_counter()
         if error is None and reason:
             tail = task.detok.finish()
-            if tail:
+            entries = task.logprobs.take_all() if task.n_top_logprobs >= 0 else []
+            if entries:
+                task.out.put(CompletionChunk(tail, entries))
+            elif tail:
                 task.out.put(tail)
         t_prompt = task.t_prompt_done or now
         r = task.result

@@ -16,7 +16,8 @@ Wire messages (tuples; `rid` is the parent's request number):
   parent -> child: ("load", path, options, kwargs, rpc_servers), ("complete", rid, request),
                    ("embed", rid, inputs, truncate), ("cancel", rid), ("close",)
   child -> parent: ("loaded", info) | ("failed", None, error) for the load;
-                   ("accepted", rid) | ("failed", rid, error); ("text", rid, str);
+                   ("accepted", rid) | ("failed", rid, error); ("text", rid, str) or, with
+                   log-probabilities, ("text", rid, str, [Logprob, ...]);
                    ("end", rid, result, n_cached); ("embedded", rid, EmbedResult)
 Errors travel as (class name, message, status) and come back as the same pyollama error.
 """
@@ -133,6 +134,8 @@ class ProcessCompletion(Completion):
                 item = self._out.get()
                 if isinstance(item, str):
                     yield CompletionChunk(item)
+                elif isinstance(item, CompletionChunk):
+                    yield item
                 elif isinstance(item, _Ended):
                     self._ended = item
                     return
@@ -353,7 +356,7 @@ class ProcessRunner(RunnerBase):
             if kind in ("text", "end", "embedded"):
                 self._decoded = True
             if kind == "text":
-                self._deliver(rid, message[2])
+                self._deliver(rid, message[2] if len(message) == 3 else CompletionChunk(message[2], message[3]))
             elif kind == "accepted":
                 self._deliver(rid, True)
             elif kind == "end":
@@ -484,7 +487,10 @@ class _ChildServer:
     def _stream(self, rid: int, completion: Completion) -> None:
         try:
             for chunk in completion:
-                self.send(("text", rid, chunk.text))
+                if chunk.logprobs:
+                    self.send(("text", rid, chunk.text, chunk.logprobs))
+                else:
+                    self.send(("text", rid, chunk.text))
             self.send(("end", rid, completion.result, completion.n_cached))
         except Exception as exc:  # noqa: BLE001
             self._send_quietly(("failed", rid, _pack_error(exc)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyollama.engine.detokenizer import StreamDetokenizer
+from pyollama.engine.logprobs import PendingLogprobs
 
 
 class SlotState(enum.Enum):
@@ -45,12 +46,19 @@ class Task:
     detok: StreamDetokenizer
     num_predict: int
     media: Any = None            # MtmdChunks for a prompt with images (evaluated by the projector)
+    shift: bool = True           # on a full context, shift it (else end with "length")
+    num_keep: int = 4            # tokens kept at the start on a shift (Ollama's num_keep)
+    n_top_logprobs: int = -1     # -1: no log-probabilities; else how many top tokens per token
     out: queue.Queue[Any] = field(default_factory=queue.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     # progress, written by the decode thread
     i_prompt: int = 0            # prompt tokens already in the KV cache
     n_evaluated: int = 0         # prompt tokens evaluated by this request (cache hits excluded)
     generated: list[int] = field(default_factory=list)
+    logprobs: PendingLogprobs = field(default_factory=PendingLogprobs)
+    # tokens to evaluate again before generating on: what a shift keeps when the memory cannot
+    # move positions (the sequence's KV was cleared); the last is the token sampled last
+    replay: list[int] = field(default_factory=list)
     t_start: float = field(default_factory=time.perf_counter)
     t_prompt_done: float = 0.0
     result: CompletionResult = field(default_factory=CompletionResult)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyollama.engine.logprobs import Logprob
 from pyollama.options import PredictOptions
 
 # Ollama's text for a prompt longer than the context when truncation is off.
@@ -17,7 +18,11 @@ TOO_LONG = "the input length exceeds the context length"
 
 @dataclass
 class CompletionChunk:
+    """Text of a completion, with the log-probabilities of the tokens whose text it completes
+    (only when the request asked for them; a chunk may then carry entries and no text)."""
+
     text: str
+    logprobs: list[Logprob] = field(default_factory=list)
 
 
 @dataclass
@@ -28,7 +33,9 @@ class CompletionRequest:
     json_schema: dict[str, Any] | None = None
     json_mode: bool = False
     truncate: bool = True
-    shift: bool = True
+    shift: bool = True  # on a full context, drop half of the history after num_keep and go on
+    logprobs: bool = False
+    top_logprobs: int = 0
     suffix: str | None = None
     images: list[bytes] = field(default_factory=list)
     # from a ChatPrompt (tool-call grammars are lazy: they start at a trigger)

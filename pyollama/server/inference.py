@@ -10,6 +10,7 @@ closed by the WSGI server, or a client that hangs up during a stream:false reque
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -150,6 +151,8 @@ def completion_request(
         json_mode=fmt.json_mode,
         truncate=req.truncate,
         shift=req.shift,
+        logprobs=req.logprobs,
+        top_logprobs=req.top_logprobs,
         suffix=suffix,
         images=rendered.images,
     )
@@ -230,6 +233,9 @@ def _completion_deltas(
             if timer is not None:
                 timer.piece()
             delta = parser.feed(chunk.text)
+            if chunk.logprobs:
+                # they go out even while the parser holds the text back, as in Ollama
+                delta = dataclasses.replace(delta, logprobs=list(chunk.logprobs))
             if delta:
                 yield delta
         tail = parser.finish()

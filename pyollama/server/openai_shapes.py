@@ -42,6 +42,48 @@ def _finish_reason(reason: str, tool_calls: bool) -> str | None:
     return reason or None
 
 
+# -- log-probabilities ------------------------------------------------------------------------------
+
+
+def _openai_token(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An Ollama token entry as OpenAI's: `bytes` always there (null for a token with none)."""
+    return {"token": entry.get("token", ""), "logprob": entry.get("logprob", 0.0), "bytes": entry.get("bytes")}
+
+
+def chat_logprobs(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """`choices[].logprobs` of a chat completion: `content`, one object per token, each with
+    its `top_logprobs` (a list, empty when none were asked for)."""
+    return {
+        "content": [
+            {**_openai_token(entry), "top_logprobs": [_openai_token(top) for top in entry.get("top_logprobs", [])]}
+            for entry in entries
+        ]
+    }
+
+
+def completion_logprobs(entries: list[Mapping[str, Any]], offset: int = 0) -> dict[str, Any]:
+    """`choices[].logprobs` of a text completion: OpenAI's legacy parallel arrays (`tokens`,
+    `token_logprobs`, `top_logprobs` as token -> logprob maps, `text_offset` counted in
+    characters of the tokens' text from `offset`), and Ollama's `content` list beside them."""
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.get("token", ""))
+    return {
+        "tokens": [entry.get("token", "") for entry in entries],
+        "token_logprobs": [entry.get("logprob", 0.0) for entry in entries],
+        "top_logprobs": [
+            {top.get("token", ""): top.get("logprob", 0.0) for top in entry.get("top_logprobs", [])} for entry in entries
+        ],
+        "text_offset": offsets,
+        "content": chat_logprobs(entries)["content"],
+    }
+
+
+def _text_length(entries: list[Mapping[str, Any]]) -> int:
+    return sum(len(entry.get("token", "")) for entry in entries)
+
+
 def chat_completion(completion_id: str, created: int, final: Mapping[str, Any]) -> dict[str, Any]:
     """A whole chat reply (Ollama's aggregated stream:false answer) as a `chat.completion`."""
     message = final.get("message") or {}
@@ -66,6 +108,8 @@ def chat_completion(completion_id: str, created: int, final: Mapping[str, Any]) 
         ],
         "usage": usage(final),
     }
+    if final.get("logprobs"):
+        body["choices"][0]["logprobs"] = chat_logprobs(final["logprobs"])
     if "_debug_info" in final:
         body["_debug_info"] = final["_debug_info"]
     return body
@@ -95,11 +139,14 @@ class ChatChunks:
             **extra,
         }
 
-    def _delta(self, delta: dict[str, Any]) -> dict[str, Any]:
+    def _delta(self, delta: dict[str, Any], logprobs: list[Any] | None = None) -> dict[str, Any]:
         if self._first:
             delta = {"role": "assistant", **delta}
             self._first = False
-        return self._chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+        if logprobs:
+            choice["logprobs"] = chat_logprobs(logprobs)
+        return self._chunk([choice])
 
     def event(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         self._model = str(event.get("model", self._model))
@@ -123,7 +170,8 @@ class ChatChunks:
         if calls:
             delta["tool_calls"] = calls
             self._tool_call_sent = True
-        chunks.append(self._delta(delta))
+        # a split event's log-probabilities ride once, on its last chunk
+        chunks.append(self._delta(delta, event.get("logprobs")))
         return chunks
 
 
@@ -131,13 +179,16 @@ class ChatChunks:
 
 
 def completion(completion_id: str, created: int, final: Mapping[str, Any]) -> dict[str, Any]:
+    choice: dict[str, Any] = {"text": final.get("response", ""), "index": 0, "finish_reason": final.get("done_reason") or None}
+    if final.get("logprobs"):
+        choice["logprobs"] = completion_logprobs(final["logprobs"])
     return {
         "id": completion_id,
         "object": "text_completion",
         "created": created,
         "model": final.get("model", ""),
         "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": [{"text": final.get("response", ""), "index": 0, "finish_reason": final.get("done_reason") or None}],
+        "choices": [choice],
         "usage": usage(final),
     }
 
@@ -151,6 +202,7 @@ class CompletionChunks:
     completion_id: str
     created: int
     include_usage: bool
+    _offset: int = 0  # characters of token text sent so far (`text_offset`)
 
     def _chunk(self, model: str, choices: list[dict[str, Any]], usage_: dict[str, int] | None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -168,7 +220,12 @@ class CompletionChunks:
     def event(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         model = str(event.get("model", ""))
         zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0} if self.include_usage else None
-        choice = {"text": event.get("response", ""), "index": 0, "finish_reason": event.get("done_reason") or None}
+        choice: dict[str, Any] = {"text": event.get("response", ""), "index": 0,
+                                  "finish_reason": event.get("done_reason") or None}
+        entries = event.get("logprobs")
+        if entries:
+            choice["logprobs"] = completion_logprobs(entries, self._offset)
+            self._offset += _text_length(entries)
         chunks = [self._chunk(model, [choice], zero)]
         if event.get("done") and self.include_usage:
             chunks.append(self._chunk(model, [], usage(event)))
@@ -209,7 +266,9 @@ __all__ = [
     "ChatChunks",
     "CompletionChunks",
     "chat_completion",
+    "chat_logprobs",
     "completion",
+    "completion_logprobs",
     "embedding_list",
     "model_object",
     "new_id",

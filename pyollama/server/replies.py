@@ -17,6 +17,7 @@ from pyollama.errors import PyollamaError
 
 if TYPE_CHECKING:
     from pyollama.engine.chat_format import ChatPrompt
+    from pyollama.engine.logprobs import Logprob
     from pyollama.engine.slots import CompletionResult
 
 log = logging.getLogger("pyollama.server")
@@ -24,16 +25,18 @@ log = logging.getLogger("pyollama.server")
 
 @dataclass
 class Delta:
-    """A piece of reply: text for `content` and `thinking`, whole tool calls, and on the
-    last delta of a completion its result."""
+    """A piece of reply: text for `content` and `thinking`, whole tool calls, the
+    log-probabilities of the tokens it came from (when asked for), and on the last delta of a
+    completion its result."""
 
     content: str = ""
     thinking: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     result: CompletionResult | None = None
+    logprobs: list[Logprob] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.content or self.thinking or self.tool_calls or self.result is not None)
+        return bool(self.content or self.thinking or self.tool_calls or self.logprobs or self.result is not None)
 
 
 class ReplyParser(Protocol):

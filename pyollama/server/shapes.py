@@ -3,7 +3,9 @@
 
 A completion becomes chunks (`done: false`), then a final object (`done: true`, the done
 reason and the timings); stream:false joins them into one object. The same dicts feed the
-NDJSON streams and the OpenAI layer's translation.
+NDJSON streams and the OpenAI layer's translation. With `logprobs`, each chunk carries the
+log-probabilities of the tokens its text came from (a chunk may carry only those, while a
+parser holds the text back), and stream:false joins them in order.
 """
 
 from __future__ import annotations
@@ -68,14 +70,18 @@ class ReplyShape:
         return out
 
     def chunk(self, model: str, delta: Delta) -> dict[str, Any]:
+        out: dict[str, Any]
         if self.chat:
-            return {"model": model, "created_at": now_utc(), "message": message(delta), "done": False}
-        out: dict[str, Any] = {"model": model, "created_at": now_utc(), "response": delta.content}
-        if delta.thinking:
-            out["thinking"] = delta.thinking
-        out["done"] = False
-        if delta.tool_calls:
-            out["tool_calls"] = delta.tool_calls
+            out = {"model": model, "created_at": now_utc(), "message": message(delta), "done": False}
+        else:
+            out = {"model": model, "created_at": now_utc(), "response": delta.content}
+            if delta.thinking:
+                out["thinking"] = delta.thinking
+            out["done"] = False
+            if delta.tool_calls:
+                out["tool_calls"] = delta.tool_calls
+        if delta.logprobs:
+            out["logprobs"] = [entry.to_json() for entry in delta.logprobs]
         return out
 
     def final(self, model: str, result: CompletionResult, timing: dict[str, int], context: bool) -> dict[str, Any]:
@@ -124,23 +130,44 @@ class ReplyShape:
         content: list[str] = []
         thinking: list[str] = []
         tool_calls: list[dict[str, Any]] = []
+        logprobs: list[dict[str, Any]] = []
         final: dict[str, Any] = {}
         for event in events:
             part = event.get("message", {}) if self.chat else event
             content.append(part.get("content" if self.chat else "response", ""))
             thinking.append(part.get("thinking", ""))
             tool_calls.extend(part.get("tool_calls", []))
+            logprobs.extend(event.get("logprobs", []))
             final = event
         whole = Delta(content="".join(content), thinking="".join(thinking), tool_calls=tool_calls if with_tools else [])
         if self.chat:
-            return {**final, "message": message(whole)}
-        out: dict[str, Any] = {"model": final.get("model"), "created_at": final.get("created_at"), "response": whole.content}
+            out = {**final, "message": message(whole)}
+            # Go's field order: logprobs after done_reason (and _debug_info), before the metrics
+            return _insert_before(out, _METRICS, "logprobs", logprobs) if logprobs else out
+        out = {"model": final.get("model"), "created_at": final.get("created_at"), "response": whole.content}
         if whole.thinking:
             out["thinking"] = whole.thinking
         out.update({k: v for k, v in final.items() if k not in out and k not in ("thinking", "tool_calls")})
         if whole.tool_calls:
             out["tool_calls"] = whole.tool_calls
+        if logprobs:
+            out["logprobs"] = logprobs
         return out
+
+
+_METRICS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count",
+            "eval_duration")
+
+
+def _insert_before(obj: dict[str, Any], keys: tuple[str, ...], key: str, value: Any) -> dict[str, Any]:
+    """`obj` with `key` added just before the first of `keys` it has (else at the end)."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        if k in keys and key not in out:
+            out[key] = value
+        out[k] = v
+    out.setdefault(key, value)
+    return out
 
 
 GENERATE = ReplyShape(chat=False)

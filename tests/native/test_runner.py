@@ -121,8 +121,10 @@ def test_prompt_longer_than_context_is_truncated_or_refused(smollm2_path: Path) 
 def test_generation_reaching_context_end_stops_with_length(smollm2_path: Path) -> None:
     r = Runner(str(smollm2_path), RunnerOptions(num_ctx=64), num_parallel=1, n_threads=2)
     try:
-        text, res = _run(r, "Count: 1 2 3 4 5 6 7 8 9", PredictOptions(num_predict=-1, temperature=0.9, seed=5,
-                                                                        repeat_penalty=1.0))
+        options = PredictOptions(num_predict=-1, temperature=0.9, seed=5, repeat_penalty=1.0)
+        completion = r.complete(CompletionRequest(prompt="Count: 1 2 3 4 5 6 7 8 9", options=options, shift=False))
+        list(completion)
+        res = completion.result
         if res.done_reason == "length":
             assert res.prompt_eval_count + res.eval_count <= 64
         else:  # the model chose to stop on its own first

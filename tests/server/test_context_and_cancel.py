@@ -200,13 +200,14 @@ def test_embed_input_over_num_ctx_without_truncate_is_400(small_ctx: LiveServer)
 
 def test_generate_reaching_the_end_of_the_context_stops_with_length(small_ctx: LiveServer) -> None:
     runner = _runner(small_ctx)
-    # A count that nearly fills num_ctx: the model goes on counting until the context is full.
+    # A count that nearly fills num_ctx: the model goes on counting until the context is full
+    # (where `shift: false` ends it; a shift would go on, see test_context_shift.py).
     numbers = [str(i) for i in range(1, 200)]
     while len(runner.tokenize(", ".join(numbers) + ",")) > NUM_CTX - 12:
         numbers.pop()
     prompt = ", ".join(numbers) + ","
     n_prompt = len(runner.tokenize(prompt))
-    body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": False,
+    body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": False, "shift": False,
             "options": {**SMALL_CTX, "num_predict": -1}}
     answer = _post(small_ctx, "/api/generate", body).json()
     assert answer["done_reason"] == "length"
