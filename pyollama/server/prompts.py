@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pyollama.engine.chat_format import ToolCallScanner
 from pyollama.server.bodies import ChatRequest, GenerateRequest
-from pyollama.server.replies import ChatTemplateReply, PlainReply, ReplyParser, ThinkTagReply
-from pyollama.server.tool_replies import chat_template_tool_reply, go_template_tool_reply
+from pyollama.server.replies import ChatTemplateReply, PlainReply, ReplyParser, ThinkTagReply, ToolCallReply
 from pyollama.store.model import ModelRecord
 
 if TYPE_CHECKING:
@@ -149,12 +149,18 @@ def reply_parser(rendered: PreparedPrompt, tools: list[dict[str, Any]] | None, t
     thinking = think is not None and think is not False
     if rendered.chat is not None:
         if tools:
-            return chat_template_tool_reply(ChatTemplateReply(rendered.chat), tools)
+            # JSON calls llama.cpp's parser leaves in the content are found after it
+            return ToolCallReply(ToolCallScanner(tools), ChatTemplateReply(rendered.chat))
         return ChatTemplateReply(rendered.chat) if thinking else PlainReply()
     if rendered.go_template is not None:
-        from pyollama.templates.prompt import thinking_tags
+        from pyollama.templates.prompt import thinking_tags, tool_call_tags
 
-        inner: ReplyParser = go_template_tool_reply(rendered.go_template, tools) if tools else PlainReply()
+        inner: ReplyParser = PlainReply()
+        if tools:
+            call_open, call_close = tool_call_tags(rendered.go_template)
+            # a template without a tag writes calls as bare JSON (Ollama's `{` tag)
+            scanner = ToolCallScanner(tools, opening=call_open, closing=call_close, json_is_native=not call_open)
+            inner = ToolCallReply(scanner)
         if not thinking:
             return inner
         opening, closing = thinking_tags(rendered.go_template)

@@ -1,18 +1,19 @@
 """Reply assembly: raw model text split into `content`, `thinking` and `tool_calls` deltas.
 
 Through llama.cpp's chat parser for models rendered with their GGUF template, or with
-`<think>` tags and JSON tool calls for models rendered with an Ollama Go template. Each
-completion gets its own parser, fed from the thread that iterates the completion.
+`<think>` tags for models rendered with an Ollama Go template; tool calls written in the text
+(the Go template's own syntax, or JSON that llama.cpp's parser leaves in the content) are found
+by ToolCallReply. Each completion gets its own parser, fed from the thread that iterates the
+completion.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pyollama.engine.chat_format import tool_calls_from_model
+from pyollama.engine.chat_format import ToolCallScanner, tool_calls_from_model
 from pyollama.errors import PyollamaError
 
 if TYPE_CHECKING:
@@ -165,92 +166,31 @@ def _partial_suffix(text: str, tag: str) -> int:
     return 0
 
 
-_TOOL_WRAPPERS = ("<tool_call>", "</tool_call>", "<|python_tag|>", "[TOOL_CALLS]", "```json", "```")
+class ToolCallReply:
+    """Tool calls found in the text as it streams (engine.chat_format.ToolCallScanner): the
+    content `inner` leaves is split into content and calls; calls `inner` found itself (llama.cpp's
+    parser) come after the ones found here, in one index order.
 
-
-def parse_json_tool_calls(text: str, names: set[str]) -> tuple[list[dict[str, Any]], str]:
-    """JSON tool calls anywhere in `text` (objects or arrays of `{"name", "arguments"}`,
-    optionally inside `{"function": ...}`), for tools in `names`; returns (calls, rest of the text)."""
-    decoder = json.JSONDecoder()
-    calls: list[dict[str, Any]] = []
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    while pos < len(text):
-        starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
-        if not starts:
-            break
-        start = min(starts)
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            pos = start + 1
-            continue
-        found = _collect_calls(value, names)
-        if found:
-            calls.extend(found)
-            spans.append((start, end))
-        pos = end
-    if not calls:
-        return [], text
-    rest = []
-    last = 0
-    for start, end in spans:
-        rest.append(text[last:start])
-        last = end
-    rest.append(text[last:])
-    remainder = "".join(rest)
-    for wrapper in _TOOL_WRAPPERS:
-        remainder = remainder.replace(wrapper, "")
-    return tool_calls_from_model(calls), remainder.strip()
-
-
-def _collect_calls(value: Any, names: set[str]) -> list[dict[str, Any]]:
-    if isinstance(value, list):
-        out = []
-        for item in value:
-            out.extend(_collect_calls(item, names))
-        return out
-    if not isinstance(value, dict):
-        return []
-    function = value.get("function")
-    if isinstance(function, dict):
-        return _collect_calls(function, names)
-    name = value.get("name")
-    if isinstance(name, str) and (not names or name in names):
-        args = value.get("arguments", value.get("parameters"))
-        if isinstance(args, (dict, str)) or args is None:
-            return [{"function": {"name": name, "arguments": args if args is not None else {}}}]
-    return []
-
-
-class JsonToolReply:
-    """Tool calls written as JSON by Go-template models (Ollama's tool parser, simplified).
-
-    A reply that starts like a tool call (`{`, `[`, `<`, a code fence) is held
-    back until it ends, then parsed; any other reply streams as content at once.
+    For a model rendered with an Ollama Go template the scanner reads the whole reply (calls after
+    the template's own tag, in code fences, or as bare JSON); for one rendered with its GGUF's
+    Jinja template it reads the content llama.cpp's parser leaves, where a JSON call written
+    without the template's tags ends up (llama-server returns it as plain text).
     """
 
-    def __init__(self, tool_names: set[str]) -> None:
-        self._names = tool_names
-        self._held = ""
-        self._streaming = False
+    def __init__(self, scanner: ToolCallScanner, inner: ReplyParser | None = None) -> None:
+        self._scanner = scanner
+        self._inner = inner or PlainReply()
+
+    def _split(self, delta: Delta, *, final: bool) -> Delta:
+        content, calls = self._scanner.feed(delta.content)
+        if final:
+            tail, more = self._scanner.finish()
+            content, calls = content + tail, calls + more
+        calls += self._scanner.number(delta.tool_calls)
+        return Delta(content=content, thinking=delta.thinking, tool_calls=calls)
 
     def feed(self, text: str) -> Delta:
-        if self._streaming:
-            return Delta(content=text)
-        self._held += text
-        stripped = self._held.lstrip()
-        if stripped == "" or stripped[0] in "{[<`":
-            return Delta()
-        self._streaming = True
-        held, self._held = self._held, ""
-        return Delta(content=held)
+        return self._split(self._inner.feed(text), final=False)
 
     def finish(self) -> Delta:
-        if self._streaming or not self._held:
-            return Delta()
-        calls, rest = parse_json_tool_calls(self._held, self._names)
-        held, self._held = self._held, ""
-        if not calls:
-            return Delta(content=held)
-        return Delta(content=rest, tool_calls=calls)
+        return self._split(self._inner.finish(), final=True)

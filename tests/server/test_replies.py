@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from pyollama.server.replies import Delta, JsonToolReply, ThinkTagReply, parse_json_tool_calls
+from pyollama.engine.chat_format import ToolCallScanner
+from pyollama.server.replies import Delta, ThinkTagReply, ToolCallReply
 
 
-def _feed(parser: ThinkTagReply | JsonToolReply, pieces: list[str]) -> Delta:
+def _feed(parser: ThinkTagReply | ToolCallReply, pieces: list[str]) -> Delta:
     total = Delta()
     for piece in [*pieces, None]:
         delta = parser.finish() if piece is None else parser.feed(piece)
@@ -40,9 +43,16 @@ def test_think_tags_keep_unclosed_thinking() -> None:
     assert (total.thinking, total.content) == ("still going</th", "")
 
 
-def test_json_tool_reply_parses_held_back_call() -> None:
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def _tool_reply(**syntax: Any) -> ToolCallReply:
+    return ToolCallReply(ToolCallScanner([WEATHER], **syntax))
+
+
+def test_tool_call_reply_parses_a_call_split_across_pieces() -> None:
     pieces = ['{"name": "get_weather", ', '"arguments": {"city": "Tokyo"}}']
-    total = _feed(JsonToolReply({"get_weather"}), pieces)
+    total = _feed(_tool_reply(json_is_native=True), pieces)
     assert total.content == ""
     assert len(total.tool_calls) == 1
     call = total.tool_calls[0]
@@ -50,24 +60,25 @@ def test_json_tool_reply_parses_held_back_call() -> None:
     assert call["id"].startswith("call_") and len(call["id"]) == 13
 
 
-def test_json_tool_reply_streams_ordinary_text_at_once() -> None:
-    parser = JsonToolReply({"f"})
+def test_tool_call_reply_streams_ordinary_text_at_once() -> None:
+    parser = _tool_reply(opening="<tool_call>")
     assert parser.feed("Hello").content == "Hello"
-    assert parser.feed(" there").content == " there"
+    assert parser.feed(" there <b>").content == " there <b>"
     assert parser.finish().tool_calls == []
 
 
-def test_json_tool_reply_returns_json_that_is_not_a_call_as_content() -> None:
-    total = _feed(JsonToolReply({"f"}), ['{"answer": 42}'])
+def test_tool_call_reply_returns_json_that_is_not_a_call_as_content() -> None:
+    total = _feed(_tool_reply(json_is_native=True), ['{"answer": 42}'])
     assert (total.content, total.tool_calls) == ('{"answer": 42}', [])
 
 
-def test_parse_json_tool_calls_handles_lists_wrappers_and_unknown_names() -> None:
-    text = '<tool_call>[{"function": {"name": "a", "arguments": "{\\"x\\": 1}"}}, {"name": "zzz", "arguments": {}}]'
-    calls, rest = parse_json_tool_calls(text + "</tool_call>", {"a"})
-    assert [c["function"]["name"] for c in calls] == ["a"]
-    assert calls[0]["function"]["arguments"] == {"x": 1}
-    assert rest == ""
+def test_think_tags_then_tool_calls_after_the_thinking() -> None:
+    parser = ThinkTagReply(_tool_reply(opening="<tool_call>", closing="</tool_call>"))
+    pieces = ["<think>", "weather?", "</think>", "Checking.", "<tool_call>", '{"name": "get_weather", "arguments": {}}',
+              "</tool_call>"]
+    total = _feed(parser, pieces)
+    assert (total.thinking, total.content) == ("weather?", "Checking.")
+    assert [c["function"]["name"] for c in total.tool_calls] == ["get_weather"]
 
 
 def test_think_tags_use_the_template_tags() -> None:
