@@ -212,7 +212,19 @@ def create_app(config: Config | None = None, *, scheduler: Any = None, store: St
     from pyollama.server.access_log import RequestLog
     from pyollama.server.auth import install_api_keys
     from pyollama.server.metrics import install_metrics
-    from pyollama.server.routes import blobs, chat, create, embed, generate, models, openai, system, transfer
+    from pyollama.server.routes import (
+        anthropic,
+        blobs,
+        chat,
+        create,
+        embed,
+        generate,
+        models,
+        openai,
+        responses,
+        system,
+        transfer,
+    )
 
     config = config or Config.from_env()
     app = Flask("pyollama", static_folder=None)
@@ -231,7 +243,7 @@ def create_app(config: Config | None = None, *, scheduler: Any = None, store: St
     app.before_request(_cors_and_guards)
     app.after_request(_cors_headers)
     register_error_handlers(app)
-    for module in (system, models, blobs, create, generate, chat, embed, transfer, openai):
+    for module in (system, models, blobs, create, generate, chat, embed, transfer, openai, responses, anthropic):
         app.register_blueprint(module.bp)
     metrics = install_metrics(app, state.started_scheduler)
     app.wsgi_app = RequestLog(app.wsgi_app, metrics, debug=config.debug > 0)  # type: ignore[method-assign]

@@ -1,4 +1,5 @@
-"""Optional API keys: `Authorization: Bearer <key>` on every endpoint once keys are configured.
+"""Optional API keys: `Authorization: Bearer <key>` on every endpoint once keys are configured
+(or `x-api-key: <key>`, the header Anthropic's clients send to /v1/messages).
 
 Ollama has no such check; pyollama adds it for servers that listen beyond localhost. Keys come
 from PYOLLAMA_API_KEYS (a comma list) and/or PYOLLAMA_API_KEYS_FILE (one key per line; blank
@@ -106,7 +107,8 @@ def check_api_key() -> None:
     preflight = "Access-Control-Request-Method" in request.headers
     if _is_open(request.method, request.path, preflight):
         return
-    if not keys.accepts(bearer_token(request.headers.get("Authorization", ""))):
+    token = bearer_token(request.headers.get("Authorization", "")) or request.headers.get("x-api-key", "").strip()
+    if not keys.accepts(token):
         raise ApiKeyError()
 
 

@@ -1,8 +1,9 @@
 """JSON responses, and the one place where exceptions become HTTP responses.
 
 Typed errors (`pyollama.errors.PyollamaError`) carry their status. The error's
-shape follows the API the path belongs to: Ollama's `{"error": "..."}`, or
-under `/v1` OpenAI's `{"error": {"message", "type", "param", "code"}}`.
+shape follows the API the path belongs to: Ollama's `{"error": "..."}`; under
+`/v1` OpenAI's `{"error": {"message", "type", "param", "code"}}`; under
+`/v1/messages` Anthropic's `{"type": "error", "error": {"type", "message"}, "request_id"}`.
 Routing errors answer in gin's plain-text form (`404 page not found`,
 `405 method not allowed`) on every path; anything unexpected is logged with its
 traceback and answered with a 500 that carries no stack trace.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from typing import Any
 
 from flask import Flask, Response, request
@@ -26,6 +28,16 @@ JSON = "application/json"
 JSON_UTF8 = "application/json; charset=utf-8"
 
 _OPENAI_ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
+# Anthropic's error types by status, as Ollama's anthropic.NewError maps them
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 
 
 def json_response(body: Any, status: int = 200, content_type: str = JSON_UTF8) -> Response:
@@ -60,8 +72,27 @@ def is_openai_path(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
 
 
+def anthropic_error_type(status: int) -> str:
+    return _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
+
+
+def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
+    """Anthropic's error object, with a request id as Ollama's anthropic layer adds one."""
+    return {
+        "type": "error",
+        "error": {"type": anthropic_error_type(status), "message": message},
+        "request_id": f"req_{secrets.token_hex(12)}",
+    }
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
 def _error(message: str, status: int) -> Response:
     """The error in the shape of the API the request's path belongs to."""
+    if is_anthropic_path(request.path):
+        return json_response(anthropic_error_body(status, message), status, content_type=JSON)
     if is_openai_path(request.path):
         return openai_error(status, message)
     return error_response(message, status)
@@ -72,7 +103,9 @@ def _plain(text: str, status: int) -> Response:
 
 
 def _handle_api_key_error(exc: ApiKeyError) -> Response:
-    if is_openai_path(request.path):
+    if is_anthropic_path(request.path):
+        response = _error(exc.message, exc.status)
+    elif is_openai_path(request.path):
         body = openai_error_body(exc.status, exc.message, code="invalid_api_key")
         body["error"]["type"] = "invalid_request_error"
         response = json_response(body, exc.status, content_type=JSON)
@@ -113,8 +146,11 @@ def register_error_handlers(app: Flask) -> None:
 __all__ = [
     "JSON",
     "JSON_UTF8",
+    "anthropic_error_body",
+    "anthropic_error_type",
     "empty_response",
     "error_response",
+    "is_anthropic_path",
     "is_openai_path",
     "json_response",
     "openai_error",

@@ -41,6 +41,11 @@ def sse_frame(obj: Any) -> bytes:
     return b"data: " + _dumps(obj) + b"\n\n"
 
 
+def sse_event(name: str, obj: Any) -> bytes:
+    """A named SSE event (`event: <name>` then its data): the Responses and Anthropic streams."""
+    return b"event: " + name.encode("utf-8") + b"\ndata: " + _dumps(obj) + b"\n\n"
+
+
 @dataclass(frozen=True)
 class Wire:
     """How events are written: the frames of one event, the in-band error frame, the last frame."""
@@ -175,6 +180,7 @@ __all__ = [
     "ndjson_response",
     "prime",
     "progress_response",
+    "sse_event",
     "sse_frame",
     "sse_wire",
     "stream_response",

@@ -1,6 +1,7 @@
 """Optional API keys: with keys configured every endpoint but `GET /`, `HEAD /` and CORS
-preflights refuses a missing or wrong bearer token and accepts a right one; without keys nothing
-changes. The `ollama` client's headers and the `openai` client's `api_key` both work."""
+preflights refuses a missing or wrong bearer token and accepts a right one (or a right
+`x-api-key`, as Anthropic's clients send it); without keys nothing changes. The `ollama` client's
+headers and the `openai` client's `api_key` both work."""
 
 from __future__ import annotations
 
@@ -54,13 +55,21 @@ def test_every_endpoint_refuses_missing_and_wrong_keys_and_accepts_right_ones(ke
             assert response.status_code == 401, (method, path, headers)
             assert response.headers["WWW-Authenticate"] == "Bearer"
             if method != "HEAD":
-                expected = ({"error": {"message": "unauthorized", "type": "invalid_request_error", "param": None,
-                                       "code": "invalid_api_key"}}
-                            if path.startswith("/v1/") else {"error": "unauthorized"})
-                assert response.json == expected, (method, path)
+                answer = response.json
+                assert answer is not None
+                if path == "/v1/messages":  # Anthropic's shape, with a request id
+                    assert answer.pop("request_id").startswith("req_")
+                    expected = {"type": "error", "error": {"type": "authentication_error", "message": "unauthorized"}}
+                elif path.startswith("/v1/"):
+                    expected = {"error": {"message": "unauthorized", "type": "invalid_request_error", "param": None,
+                                          "code": "invalid_api_key"}}
+                else:
+                    expected = {"error": "unauthorized"}
+                assert answer == expected, (method, path)
         for key in KEYS:
-            for scheme in ("Bearer", "bearer"):
-                response = client.open(path, method=method, headers={"Authorization": f"{scheme} {key}"}, json={})
+            # Anthropic's clients send the key as `x-api-key`
+            for headers in ({"Authorization": f"Bearer {key}"}, {"Authorization": f"bearer {key}"}, {"x-api-key": key}):
+                response = client.open(path, method=method, headers=headers, json={})
                 assert response.status_code != 401, (method, path)
 
 
