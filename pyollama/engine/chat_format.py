@@ -191,6 +191,16 @@ class ChatPrompt:
             calls.append({"function": {"name": call["name"], "arguments": arguments}})
         return ParsedReply(parsed["content"], parsed["reasoning_content"], calls)
 
+    @property
+    def thinking_tags(self) -> tuple[str, str]:
+        """The tags llama.cpp's chat code reads thinking between (`<think>`, `</think>`), ("", "")
+        when the template has none."""
+        params = self._params
+        if params is None or not params.supports_thinking:
+            return "", ""
+        ends = list(params.thinking_end_tags)
+        return (params.thinking_start_tag, ends[0]) if params.thinking_start_tag and ends else ("", "")
+
     def apply_to(self, request: CompletionRequest) -> CompletionRequest:
         if self.grammar and not (request.json_mode or request.json_schema or request.grammar):
             request.grammar = self.grammar

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -244,6 +245,24 @@ def _rewrite(schema: Any, path: str, numbers: list[str], strict: bool) -> Any:
     return out
 
 
+# GBNF string literals and character classes, which a rule rename must leave alone.
+_LITERAL = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]')
+_ROOT = re.compile(r"\broot\b")
+
+
+def rename_root(grammar: str, name: str) -> str:
+    """`root` -> `name` in rule names and references, never inside literals: the grammar as a
+    rule of a larger one."""
+    out: list[str] = []
+    last = 0
+    for match in _LITERAL.finditer(grammar):
+        out.append(_ROOT.sub(name, grammar[last : match.start()]))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(_ROOT.sub(name, grammar[last:]))
+    return "".join(out)
+
+
 def schema_grammar(schema: Mapping[str, Any], *, strict: bool = True) -> str:
     """GBNF whose every complete match validates against `schema`; SchemaError (400) otherwise.
     With `strict=False`, keywords the grammar cannot enforce are ignored instead."""
@@ -263,4 +282,4 @@ def schema_grammar(schema: Mapping[str, Any], *, strict: bool = True) -> str:
     return grammar.rstrip("\n") + ("\n" + "\n".join(rules) if rules else "") + "\n"
 
 
-__all__ = ["UNENFORCEABLE", "SchemaError", "number_rule", "schema_grammar"]
+__all__ = ["UNENFORCEABLE", "SchemaError", "number_rule", "rename_root", "schema_grammar"]

@@ -11,21 +11,17 @@ sits in one (```` ```json ```` is free text before the trigger).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyollama.engine.schema_grammar import SchemaError, schema_grammar
+from pyollama.engine.schema_grammar import SchemaError, rename_root, schema_grammar
 from pyollama.errors import BadRequestError
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
 BARE_CALL_START = '{"name"'
 
-# GBNF string literals and character classes, which a rule rename must leave alone.
-_LITERAL = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]')
-_ROOT = re.compile(r"\broot\b")
 _CALL_RULE = "pyollama-tool-call"
 
 
@@ -49,18 +45,6 @@ def _call_schema(tool: Any) -> dict[str, Any] | None:
     }
 
 
-def _rename_root(grammar: str, name: str) -> str:
-    """`root` -> `name` in rule names and references, never inside literals."""
-    out: list[str] = []
-    last = 0
-    for match in _LITERAL.finditer(grammar):
-        out.append(_ROOT.sub(name, grammar[last : match.start()]))
-        out.append(match.group(0))
-        last = match.end()
-    out.append(_ROOT.sub(name, grammar[last:]))
-    return "".join(out)
-
-
 def tool_call_grammar(tools: Sequence[Any]) -> ToolCallGrammar | None:
     """A lazy grammar for calls to `tools` (None when no tool has a usable name).
 
@@ -79,7 +63,7 @@ def tool_call_grammar(tools: Sequence[Any]) -> ToolCallGrammar | None:
     grammar = (
         f'root ::= "{TOOL_CALL_OPEN}" {ws} {_CALL_RULE} {ws} "{TOOL_CALL_CLOSE}"'
         f' ( {ws} "{TOOL_CALL_OPEN}" {ws} {_CALL_RULE} {ws} "{TOOL_CALL_CLOSE}" )* | {_CALL_RULE} ( {ws} "```" )?\n'
-        + _rename_root(call, _CALL_RULE)
+        + rename_root(call, _CALL_RULE)
     )
     triggers = [{"type": "word", "value": TOOL_CALL_OPEN}, {"type": "word", "value": BARE_CALL_START}]
     return ToolCallGrammar(grammar=grammar, triggers=triggers)

@@ -49,6 +49,7 @@ from pyollama.server.replies import Delta, ReplyParser
 from pyollama.server.responses import json_response
 from pyollama.server.shapes import CHAT, GENERATE, ReplyShape
 from pyollama.server.streaming import NDJSON_WIRE, Wire, stream_response
+from pyollama.server.thinking import drop_earlier_thinking, hold_format_until_answer, model_tags
 from pyollama.store.model import ModelRecord
 from pyollama.store.names import ModelName
 
@@ -314,6 +315,7 @@ def start_generate(state: ServerState, req: GenerateRequest, started: int) -> In
             lease.release()
             return GENERATE.debug(req.model, rendered.prompt, len(req.images))
         creq = completion_request(rendered, predict, fmt, req, suffix)
+        hold_format_until_answer(creq, rendered, think)
         parser = reply_parser(rendered, None, think)
         deltas = stream_completion(lease, creq, parser)
         events = GENERATE.events(req.model, deltas, started, lease.load_ns, context=not req.raw)
@@ -339,6 +341,9 @@ def start_chat(state: ServerState, req: ChatRequest, started: int) -> InferenceR
             lease.release()
             return CHAT.done(req.model, "load")
         messages = conversation(record, req)
+        if "thinking" in capabilities:
+            # Ollama's filterThinkTags (for every thinking model here, with its own tags)
+            messages = drop_earlier_thinking(messages, model_tags(record))
         rendered = render_conversation(
             lease.runner, record, messages, tools=req.tools or None, think=think, truncate=req.truncate
         )
@@ -346,6 +351,7 @@ def start_chat(state: ServerState, req: ChatRequest, started: int) -> InferenceR
             lease.release()
             return CHAT.debug(req.model, rendered.prompt, sum(len(m.images) for m in req.messages))
         creq = completion_request(rendered, predict, fmt, req)
+        hold_format_until_answer(creq, rendered, think)
         if req.tools and rendered.go_template is not None and not (fmt.json_mode or fmt.schema is not None):
             # Go templates come with no tool-call grammar: constrain calls once the model starts one.
             constrained = tool_call_grammar(req.tools)

@@ -81,7 +81,10 @@ class ChatTemplateReply:
     def _advance(self, parsed: Any) -> Delta:
         delta = Delta()
         content = getattr(parsed, "content", None) or ""
-        thinking = getattr(parsed, "thinking", None) or ""
+        thinking = (getattr(parsed, "thinking", None) or "").lstrip()
+        if thinking:
+            # whitespace after the tags goes, as Ollama's thinking parser drops it (and ThinkTagReply)
+            content = content.lstrip()
         if content.startswith(self._content):
             delta.content, self._content = content[len(self._content) :], content
         if thinking.startswith(self._thinking):
@@ -105,24 +108,42 @@ class ChatTemplateReply:
 
 class ThinkTagReply:
     """Thinking at the start of a reply, between the tags the Go template uses (by default
-    `<think>...</think>`), becomes `thinking` (Go-template models)."""
+    `<think>...</think>`), becomes `thinking` (Go-template models): Ollama's thinking.Parser.
 
-    def __init__(self, inner: ReplyParser | None = None, *, opening: str = "<think>", closing: str = "</think>") -> None:
+    `opened`: the prompt ended with the opening tag, so the reply starts inside the thinking
+    (Ollama feeds the parser the tag first). Whitespace right after either tag is dropped, also
+    when it arrives in a piece of its own.
+    """
+
+    def __init__(
+        self,
+        inner: ReplyParser | None = None,
+        *,
+        opening: str = "<think>",
+        closing: str = "</think>",
+        opened: bool = False,
+    ) -> None:
         self._inner = inner or PlainReply()
         self._open = opening
         self._close = closing
-        self._state = "start"  # start -> thinking -> content
+        self._state = "thinking" if opened else "start"  # start -> thinking -> content
+        self._eat_space = opened  # right after a tag: leading whitespace is dropped
         self._pending = ""
 
     def feed(self, text: str) -> Delta:
         self._pending += text
         thinking = ""
-        content = ""
+        if self._eat_space:
+            self._pending = self._pending.lstrip()
+            if not self._pending:
+                return Delta()
+            self._eat_space = False
         if self._state == "start":
             stripped = self._pending.lstrip()
             if stripped.startswith(self._open):
                 self._pending = stripped[len(self._open) :].lstrip()
                 self._state = "thinking"
+                self._eat_space = not self._pending
             elif self._open.startswith(stripped):
                 return Delta()  # could still become the opening tag
             else:
@@ -133,6 +154,7 @@ class ThinkTagReply:
                 thinking = self._pending[:end]
                 self._pending = self._pending[end + len(self._close) :].lstrip()
                 self._state = "content"
+                self._eat_space = not self._pending
             else:
                 keep = _partial_suffix(self._pending, self._close)
                 thinking = self._pending[: len(self._pending) - keep]
@@ -140,9 +162,8 @@ class ThinkTagReply:
         if self._state == "content" and self._pending:
             inner = self._inner.feed(self._pending)
             self._pending = ""
-            content = inner.content
-            return Delta(content=content, thinking=thinking, tool_calls=inner.tool_calls)
-        return Delta(thinking=thinking, content=content)
+            return Delta(content=inner.content, thinking=thinking, tool_calls=inner.tool_calls)
+        return Delta(thinking=thinking)
 
     def finish(self) -> Delta:
         delta = Delta()

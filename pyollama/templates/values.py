@@ -207,3 +207,12 @@ def mapping(value: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise BadRequestError(f"invalid {what}: expected an object, got {type(value).__name__}")
     return value
+
+
+def think_level(think: ThinkValue) -> str | None:
+    """The level a template that takes one as `reasoning_effort` gets (Ollama's
+    ThinkValue.Level(): "max" is "high", the highest such templates know); None unless the
+    request named a level."""
+    if not isinstance(think, str) or think not in THINK_LEVELS:
+        return None
+    return "high" if think == "max" else think

@@ -43,6 +43,24 @@ def test_think_tags_keep_unclosed_thinking() -> None:
     assert (total.thinking, total.content) == ("still going</th", "")
 
 
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["<think>", "\n", "plan", "</think>", "\n\n", "answer"],  # whitespace in pieces of its own
+        ["<think>\nplan</think>", " ", "\n", "answer"],
+    ],
+)
+def test_think_tags_drop_whitespace_after_either_tag(pieces: list[str]) -> None:
+    total = _feed(ThinkTagReply(), pieces)
+    assert (total.thinking, total.content) == ("plan", "answer")
+
+
+@pytest.mark.parametrize("pieces", [["plan</think>answer"], ["\n", "pl", "an</th", "ink>", "\nanswer"]])
+def test_a_reply_to_an_opened_tag_starts_in_thinking(pieces: list[str]) -> None:
+    total = _feed(ThinkTagReply(opened=True), pieces)
+    assert (total.thinking, total.content) == ("plan", "answer")
+
+
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 
 

@@ -12,6 +12,9 @@ prompt tokenizes), `▁`, one user-defined token per script (its trigger, matche
 prompt) and the scripts' pieces, each a normal token whose text is unique in the vocabulary
 (llama.cpp requires it). Pieces that would repeat are merged with a neighbour, so a script's
 text is cut where its author cut it unless that would repeat a piece.
+
+A script's trigger is `<<name>>` unless `triggers` names another text for it (such as `<think>`,
+so that a prompt a template ends with an opened think tag picks that script).
 """
 
 from __future__ import annotations
@@ -66,17 +69,26 @@ def _base_vocabulary() -> tuple[list[str], list[int]]:
     return tokens, types
 
 
-def script_tokens(scripts: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+def _triggers(scripts: Mapping[str, Sequence[str]], triggers: Mapping[str, str] | None) -> dict[str, str]:
+    return {name: (triggers or {}).get(name, trigger(name)) for name in scripts}
+
+
+def script_tokens(
+    scripts: Mapping[str, Sequence[str]], triggers: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
     """The tokens each script is written in (its pieces, some merged to stay unique)."""
     tokens, _ = _base_vocabulary()
-    return _unique_pieces(scripts, set(tokens) | {trigger(name) for name in scripts})
+    return _unique_pieces(scripts, set(tokens) | set(_triggers(scripts, triggers).values()))
 
 
-def write_scripted_llama(path: Path, scripts: Mapping[str, Sequence[str]]) -> Path:
-    """Write the GGUF; `scripts` maps a name to the pieces of its text (the tokens it streams as)."""
+def write_scripted_llama(
+    path: Path, scripts: Mapping[str, Sequence[str]], triggers: Mapping[str, str] | None = None
+) -> Path:
+    """Write the GGUF; `scripts` maps a name to the pieces of its text (the tokens it streams as),
+    `triggers` a name to the text that picks it when it is not `<<name>>`."""
     tokens, types = _base_vocabulary()
-    triggers = {name: trigger(name) for name in scripts}
-    pieces = script_tokens(scripts)
+    triggers = _triggers(scripts, triggers)
+    pieces = script_tokens(scripts, triggers)
 
     successor: dict[int, int] = {}
     for name, script in pieces.items():
