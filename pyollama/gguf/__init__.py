@@ -1,7 +1,7 @@
 """pyollama.gguf: GGUF headers read in pure Python (no native code, no tensor data).
 
 `read_gguf_info` gives the metadata and tensor list and the numbers Ollama
-derives from them (parameter size, quantization level); `read_layout` and
+derives from them (parameter size, quantization level, fill-in-the-middle tokens); `read_layout` and
 `merge_splits` give where everything sits in a file and join split sets.
 Types come from the `gguf` package's enums (GGUFValueType, GGMLQuantizationType).
 Nothing here imports `pyollama._native`: the store reads models without llama.cpp.
@@ -9,6 +9,7 @@ Nothing here imports `pyollama._native`: the store reads models without llama.cp
 
 from __future__ import annotations
 
+from pyollama.gguf.fim import FIM_ROLES, fim_token_ids
 from pyollama.gguf.layout import GGUFLayout, TensorSpan, merge_splits, read_layout
 from pyollama.gguf.reader import (
     FILE_TYPE_NAMES,
@@ -25,6 +26,7 @@ from pyollama.gguf.reader import (
 
 __all__ = [
     "FILE_TYPE_NAMES",
+    "FIM_ROLES",
     "GGUF_MAGIC",
     "NOT_GGUF",
     "GGUFInfo",
@@ -32,6 +34,7 @@ __all__ = [
     "InvalidGGUFError",
     "TensorSpan",
     "file_type_name",
+    "fim_token_ids",
     "has_gguf_magic",
     "human_number",
     "merge_splits",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType
 
 from pyollama.errors import BadRequestError
+from pyollama.gguf.fim import fim_token_ids
 
 GGUF_MAGIC = b"GGUF"
 # Ollama's error text for anything that is not a readable GGUF (server/create.go).
@@ -128,6 +130,12 @@ class GGUFInfo:
     def embedding_length(self) -> int | None:
         value = self.arch_value("embedding_length")
         return value if isinstance(value, int) else None
+
+    @cached_property
+    def fim_tokens(self) -> dict[str, int]:
+        """Fill-in-the-middle token ids as llama.cpp finds them (`gguf.fim`); read once per header,
+        since finding them by name scans the whole vocabulary."""
+        return fim_token_ids(self.metadata)
 
     @property
     def chat_template(self) -> str | None:
