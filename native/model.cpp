@@ -52,6 +52,23 @@ std::string read_meta(const llama_model * model, int32_t (*fn)(const llama_model
     return std::string(buf.data(), n);
 }
 
+// ": <reason>" from llama.cpp's error lines ("llama_model_load: error loading model: <reason>"),
+// the innermost reason only; "" when it logged none.
+std::string load_error_reason(const std::string & errors) {
+    const std::string marker = "error loading model: ";
+    std::string line;
+    size_t at = errors.rfind(marker);
+    if (at != std::string::npos) {
+        line = errors.substr(at + marker.size());
+    } else {
+        line = errors;
+    }
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+    size_t nl = line.find('\n');
+    if (nl != std::string::npos) line = line.substr(0, nl);
+    return line.empty() ? std::string() : ": " + line;
+}
+
 ModelPtr load_model(const std::string & path, int n_gpu_layers, bool use_mmap, bool use_mlock, bool vocab_only,
                     int main_gpu, const py::object & progress, bool check_tensors, bool repack) {
     ensure_backend("");
@@ -77,10 +94,18 @@ ModelPtr load_model(const std::string & path, int n_gpu_layers, bool use_mmap, b
     params.progress_callback_user_data = &state;
 
     llama_model * model = nullptr;
+    // llama.cpp says why a load failed only in its log, on this thread: the error lines are
+    // kept for the exception's text.
+    std::string load_errors;
+    LogTap tap = [&](ggml_log_level level, const char * text) {
+        if (level == GGML_LOG_LEVEL_ERROR && load_errors.size() < 4096) load_errors += text;
+    };
     {
         py::gil_scoped_release release;
+        set_thread_log_tap(&tap);
         // llama_model_load_from_file: returns nullptr on failure or when the progress callback aborts.
         model = llama_model_load_from_file(path.c_str(), params);
+        set_thread_log_tap(nullptr);
     }
     if (!state.error.empty()) {
         if (model) llama_model_free(model);
@@ -91,7 +116,7 @@ ModelPtr load_model(const std::string & path, int n_gpu_layers, bool use_mmap, b
         throw py::value_error("model load canceled");
     }
     if (!model) {
-        raise_runtime("failed to load model from " + path);
+        raise_runtime("failed to load model from " + path + load_error_reason(load_errors));
     }
     auto handle = std::make_shared<ModelHandle>();
     handle->model = model;

@@ -79,7 +79,9 @@ def _env_duration(environ: Mapping[str, str], key: str, default: float) -> float
     except BadRequestError:
         pass
     try:
-        return float(int(value, 10))
+        seconds = float(int(value, 10))
+        # negative or past the longest Go duration: forever (Ollama's MaxInt64)
+        return -1.0 if seconds < 0 or seconds >= golang_time.MAX_DURATION_SECONDS else seconds
     except ValueError:
         log.warning("invalid duration, using default: %s=%r", key, value)
         return default

@@ -52,14 +52,27 @@ class PredictOptions:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
 
+# What native code takes: llama.cpp's int32_t fields and float parameters.
+INT32_RANGE = (-(2**31), 2**31 - 1)
+FLOAT32_RANGE = (-3.4028234663852886e38, 3.4028234663852886e38)
+# Options whose range is not their C type's. The seed is Go's int (llama.cpp takes its low 32
+# bits, as Ollama's runner does); ggml runs at most 512 threads (0 and negatives: the default).
+_RANGES: dict[str, tuple[float, float]] = {
+    "seed": (-(2**63), 2**63 - 1),
+    "num_thread": (INT32_RANGE[0], 512),
+}
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One option: its value type (`int`, `float`, `bool`, or `list` for a list of strings),
-    whether it is a load-time option, and whether pyollama acts on it."""
+    whether it is a load-time option, whether pyollama acts on it, and the range a number
+    must be in (what the native code behind it can take)."""
 
     type: type
     load_time: bool
     used: bool = True
+    range: tuple[float, float] | None = None
 
 
 def _value_type(hint: Any) -> type:
@@ -78,10 +91,12 @@ def _schema() -> dict[str, OptionSpec]:
     for cls, load_time in ((RunnerOptions, True), (PredictOptions, False)):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            specs[f.name] = OptionSpec(_value_type(hints[f.name]), load_time)
+            kind = _value_type(hints[f.name])
+            bounds = {int: INT32_RANGE, float: FLOAT32_RANGE}.get(kind)
+            specs[f.name] = OptionSpec(kind, load_time, range=_RANGES.get(f.name, bounds))
     # In Ollama's api.Options at the reference commit (speculative decoding); typed in a
     # Modelfile like Ollama's FormatParams types it, ignored in requests.
-    specs["draft_num_predict"] = OptionSpec(int, load_time=True, used=False)
+    specs["draft_num_predict"] = OptionSpec(int, load_time=True, used=False, range=INT32_RANGE)
     return specs
 
 

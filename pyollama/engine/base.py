@@ -52,6 +52,7 @@ class RunnerBase(abc.ABC):
     def __init__(self, model: Model) -> None:
         self.model = model
         self._templates: ChatTemplates | None = None
+        self._effort_templates: dict[str, ChatTemplates] = {}  # by reasoning effort, under the lock
         self._templates_lock = threading.Lock()
 
     @property
@@ -102,10 +103,11 @@ class RunnerBase(abc.ABC):
         return list(self.model.tokenize(text, add_special, parse_special))
 
     def detokenize(self, tokens: list[int]) -> str:
-        try:
-            return str(self.model.detokenize(tokens))
-        except (IndexError, TypeError, OverflowError) as e:  # token ids from a client (`context`)
-            raise BadRequestError(f"invalid context: {e}") from e
+        n_vocab = self.model.n_vocab
+        for token in tokens:  # token ids from a client (`context`)
+            if not isinstance(token, int) or not 0 <= token < n_vocab:
+                raise BadRequestError(f"invalid context: token id {token} out of range [0, {n_vocab})")
+        return str(self.model.detokenize(tokens))
 
     def chat_templates(self, override: str = "") -> ChatTemplates:
         if override:
@@ -114,6 +116,22 @@ class RunnerBase(abc.ABC):
             if self._templates is None:
                 self._templates = ChatTemplates(self.model)
             return self._templates
+
+    def _templates_for_effort(self, effort: str) -> ChatTemplates:
+        """The model's Jinja template with `reasoning_effort` set, as llama-server sets it from a
+        request's `reasoning_effort` (and its alias `reasoning_strength`): the variable is
+        assigned at the top of the template, which llama.cpp's chat code then renders and
+        analyses as the model's own."""
+        with self._templates_lock:
+            found = self._effort_templates.get(effort)
+        if found is not None:
+            return found
+        literal = json.dumps(effort)
+        source = self.model.chat_template() or ""
+        override = f"{{% set reasoning_effort = {literal} %}}{{% set reasoning_strength = {literal} %}}{source}"
+        templates = ChatTemplates(self.model, override)
+        with self._templates_lock:
+            return self._effort_templates.setdefault(effort, templates)
 
     @property
     def has_chat_template(self) -> bool:
@@ -126,9 +144,13 @@ class RunnerBase(abc.ABC):
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
         think: bool | None = None,
+        reasoning_effort: str | None = None,
     ) -> ChatPrompt:
+        """The prompt the GGUF's Jinja template renders (`think` is its `enable_thinking`, a
+        `reasoning_effort` level is set for the templates that read one)."""
         try:
-            params = self.chat_templates().apply(
+            templates = self.chat_templates() if reasoning_effort is None else self._templates_for_effort(reasoning_effort)
+            params = templates.apply(
                 json.dumps(to_openai_messages(messages)),
                 json.dumps(tools) if tools else "",
                 add_generation_prompt,

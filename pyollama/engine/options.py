@@ -3,20 +3,32 @@
 
 Precedence: defaults < the model's PARAMETERs < the request's `options`.
 Unknown keys are ignored with a warning (Ollama's policy); a wrong type is a
-BadRequestError with Ollama's text (Ollama answers 500; pyollama 400).
+BadRequestError with Ollama's text (Ollama answers 500; pyollama 400), and so is a number
+outside the range the native code behind the option takes (`pyollama.options`: a C int, a
+float, 512 threads), which Ollama would pass on and fail or wrap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from pyollama.errors import BadRequestError
+from pyollama.golang.json import format_float
 from pyollama.options import LOAD_TIME_OPTIONS, OPTIONS, PredictOptions, RunnerOptions
 
 log = logging.getLogger("pyollama.options")
+
+
+def _in_range(key: str, value: float) -> None:
+    """A number the native code behind the option cannot take is the client's mistake."""
+    bounds = OPTIONS[key].range
+    if bounds is not None and not (math.isfinite(value) and bounds[0] <= value <= bounds[1]):
+        low, high = (format_float(float(b)) if OPTIONS[key].type is float else str(int(b)) for b in bounds)
+        raise BadRequestError(f'option "{key}" must be between {low} and {high}')
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -24,10 +36,12 @@ def _coerce(key: str, value: Any) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BadRequestError(f'option "{key}" must be of type integer')
+        _in_range(key, value)
         return int(value)
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BadRequestError(f'option "{key}" must be of type float32')
+        _in_range(key, value)
         return float(value)
     if kind is bool:
         if not isinstance(value, bool):

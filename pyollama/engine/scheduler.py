@@ -185,7 +185,7 @@ class Scheduler:
                 return
             if entry.keep_alive == 0:
                 self._unload_locked(entry.record.digest, only=entry)
-            elif entry.keep_alive < 0:
+            elif entry.keep_alive < 0 or entry.keep_alive >= FOREVER.total_seconds():
                 entry.expires_at = float("inf")
             else:
                 entry.expires_at = time.monotonic() + entry.keep_alive
@@ -259,7 +259,7 @@ class Scheduler:
             for entry in self._entries.values():
                 if entry.refs > 0 or entry.expires_at == 0.0:
                     ka = entry.keep_alive
-                    expires = now_wall + (FOREVER if ka < 0 else timedelta(seconds=ka))
+                    expires = now_wall + (FOREVER if ka < 0 else timedelta(seconds=min(ka, FOREVER.total_seconds())))
                 elif entry.expires_at == float("inf"):
                     expires = now_wall + FOREVER
                 else:

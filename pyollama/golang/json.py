@@ -165,6 +165,24 @@ def _reject_constant(name: str) -> Any:
     raise _ConstantError(name)
 
 
+class _RangeError(ValueError):
+    """A number literal beyond float64, which Go's decoder refuses (strconv.ParseFloat's range error)."""
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise _RangeError(literal)
+    return value
+
+
+def _parse_int(literal: str) -> int:
+    # float64 ends at 309 digits; checked before int(), which refuses 4,300 digits and more.
+    if len(literal) > 308 and math.isinf(float(literal)):
+        raise _RangeError(literal)
+    return int(literal)
+
+
 def _quote_char(text: str, pos: int) -> str:
     """quoteChar of the byte at `pos`, as encoding/json quotes an offending byte."""
     raw = text[pos:].encode("utf-8")[:1]
@@ -257,14 +275,17 @@ def decode(text: str) -> Any:
 
     DecodeError with Go's text when it is not JSON, NaN and Infinity included, and when it nests
     deeper than the decoder goes (Go's limit is 10,000 levels; Python's recursion limit is
-    lower, and nothing a client sends on purpose comes near either). Unpaired surrogate escapes
-    become U+FFFD, as in Go.
+    lower, and nothing a client sends on purpose comes near either). A number beyond float64's
+    range (`1e400`) is Go's UnmarshalTypeError, so no infinity reaches the code behind it.
+    Unpaired surrogate escapes become U+FFFD, as in Go.
     """
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float, parse_int=_parse_int)
     try:
         value, _ = decoder.raw_decode(text)
     except RecursionError:
         raise DecodeError("exceeded max depth") from None
+    except _RangeError as exc:
+        raise DecodeError(f"json: cannot unmarshal number {exc} into Go value of type float64") from None
     except json.JSONDecodeError as exc:
         raise DecodeError(_syntax_error_text(text, exc)) from None
     except _ConstantError as exc:

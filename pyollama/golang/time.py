@@ -21,6 +21,10 @@ _DURATION_UNITS: dict[str, float] = {
 _DURATION_PART = re.compile(r"(\d*\.?\d*)([^\d.]*)")
 
 
+# time.Duration is int64 nanoseconds: the longest one, in seconds (about 292 years).
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+
+
 def parse_duration(text: str) -> float:
     """time.ParseDuration, in seconds: "5m", "1h30m", "1.5s", "-1m", "300ms", "0".
 
@@ -49,6 +53,8 @@ def parse_duration(text: str) -> float:
             raise ValueError(f"time: unknown unit {quote(unit)} in duration {quoted}")
         total += float(number) * _DURATION_UNITS[unit]
         pos = match.end()
+    if total > MAX_DURATION_SECONDS:  # Go's int64 nanoseconds overflow
+        raise ValueError(f"time: invalid duration {quoted}")
     return sign * total
 
 

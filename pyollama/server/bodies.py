@@ -25,6 +25,7 @@ from pyollama.errors import BadRequestError
 from pyollama.golang import json as gojson
 from pyollama.golang.fmt import type_name
 from pyollama.golang.strconv import quote
+from pyollama.golang.time import MAX_DURATION_SECONDS
 from pyollama.templates.values import THINK_LEVELS
 
 # A field type: a Go type name for error texts plus a checker. Nested structs are dicts of fields.
@@ -104,6 +105,17 @@ def struct_of(go_type: str, spec: Spec) -> FieldType:
     return FieldType(go_type, check)
 
 
+def checked(field_type: FieldType) -> FieldType:
+    """`field_type`'s check, keeping the value as sent: tool schemas go to templates whole,
+    keys the Go struct would drop included."""
+
+    def check(value: Any, path: str, struct: str) -> Any:
+        field_type.check(value, path, struct)
+        return value
+
+    return FieldType(field_type.go_type, check)
+
+
 def _image(value: Any, path: str, _: str) -> bytes:
     """Go's []byte JSON decoding: standard base64 with padding (CR/LF ignored)."""
     if not isinstance(value, str):
@@ -153,11 +165,13 @@ def struct_type(struct: str) -> str:
 # -- Ollama's custom-unmarshalled fields ----------------------------------------------------------
 
 def parse_keep_alive(value: Any) -> float | None:
-    """api.Duration: seconds; None when absent; -1.0 for "forever" (any negative value)."""
+    """api.Duration: seconds; None when absent; -1.0 for "forever": any negative value, and a
+    number of seconds past the longest Go duration (Ollama's conversion would wrap it; no timer
+    or date can hold it). A string past it is Go's `time: invalid duration`."""
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return -1.0 if value < 0 else float(value)
+        return -1.0 if value < 0 or value >= MAX_DURATION_SECONDS else float(value)
     if isinstance(value, str):
         seconds = parse_duration(value)
         return -1.0 if seconds < 0 else seconds
@@ -204,7 +218,35 @@ def check_top_logprobs(value: int) -> None:
 
 # -- request types --------------------------------------------------------------------------------
 
-TOOL_CALL_SPEC: dict[str, FieldType] = {"id": STRING, "function": MAP}
+# api.ToolCallFunction: its `arguments` are an object (api.ToolCallFunctionArguments).
+TOOL_CALL_FUNCTION = struct_of(
+    "api.ToolCallFunction",
+    {"index": INT, "name": STRING, "arguments": _scalar("api.ToolCallFunctionArguments", lambda v: isinstance(v, dict))},
+)
+TOOL_CALL_SPEC: dict[str, FieldType] = {"id": STRING, "function": checked(TOOL_CALL_FUNCTION)}
+
+# api.Tool: what its fields must be for a template to render it; checked, passed on as sent.
+TOOL = checked(
+    struct_of(
+        "api.Tool",
+        {
+            "type": STRING,
+            "items": ANY,
+            "function": struct_of(
+                "api.ToolFunction",
+                {
+                    "name": STRING,
+                    "description": STRING,
+                    "parameters": struct_of(
+                        "api.ToolFunctionParameters",
+                        {"type": STRING, "$defs": ANY, "items": ANY, "required": list_of(STRING), "properties": MAP},
+                    ),
+                },
+            ),
+        },
+    )
+)
+TOOLS = list_of(TOOL)
 
 MESSAGE_SPEC: dict[str, FieldType] = {
     "role": STRING,
@@ -286,7 +328,7 @@ GENERATE_SPEC: dict[str, FieldType] = {
 CHAT_SPEC: dict[str, FieldType] = {
     **_COMMON_INFERENCE,
     "messages": MESSAGES,
-    "tools": OBJECT_LIST,
+    "tools": TOOLS,
 }
 
 

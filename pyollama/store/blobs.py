@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pyollama.errors import BadRequestError, DigestMismatchError, NotFoundError
+from pyollama.store.leftovers import hold
 
 _DIGEST_RE = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 _COPY_CHUNK = 1 << 20
@@ -109,6 +110,7 @@ class BlobStore:
         fd, tmp_name = tempfile.mkstemp(prefix="sha256-", suffix=".tmp", dir=self.dir)
         tmp = Path(tmp_name)
         try:
+            hold(fd)  # until closed: a start-up sweep removes it only if this process died
             hasher = hashlib.sha256()
             size = 0
             with os.fdopen(fd, "wb") as f:

@@ -13,8 +13,9 @@ import os
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +23,9 @@ from pathlib import Path
 from pyollama.errors import BadRequestError, NotFoundError
 from pyollama.gguf import GGUFInfo, read_gguf_info
 from pyollama.store.blobs import BlobStore, fsync_dir, parse_digest
+from pyollama.store.leftovers import hold
 from pyollama.store.manifest import CorruptManifestError, Manifest, manifest_digest
-from pyollama.store.model import ModelEntry, ModelRecord, read_record
+from pyollama.store.model import ModelBlobError, ModelEntry, ModelRecord, read_record
 from pyollama.store.names import ModelName, is_valid_part
 
 log = logging.getLogger("pyollama.store")
@@ -35,6 +37,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        hold(fd)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -63,11 +66,64 @@ def _matching_entries(directory: Path, part: str, want_dirs: bool) -> list[str]:
     return out
 
 
+def _entries(directory: Path, files: bool) -> list[str]:
+    """The names of the subdirectories (or regular files, not dotfiles) of `directory`;
+    none when it is gone."""
+    try:
+        with os.scandir(directory) as it:
+            entries = list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for e in entries:
+        try:
+            if e.is_symlink() or e.name.startswith("."):
+                continue
+            if e.is_file() if files else e.is_dir():
+                out.append(e.name)
+        except FileNotFoundError:
+            continue
+    return out
+
+
+class BlobHold:
+    """The blobs an operation in progress will reference (a create, a pull): until it ends, no
+    garbage collection removes them, as a delete of another model that shares one would."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._held: Counter[str] = Counter()
+
+    def add(self, digest: str) -> bool:
+        """Hold `digest`; whether the blob exists now (if it does, it stays until release)."""
+        with self._store.lock:
+            self._store._held[digest] += 1
+            self._held[digest] += 1
+            return self._store.blobs.exists(digest)
+
+    def release(self) -> None:
+        """Let go; a blob whose removal waited for this hold is removed now if still unused."""
+        store = self._store
+        with store.lock:
+            store._held.subtract(self._held)
+            freed = {d for d, n in store._held.items() if n <= 0}
+            for digest in freed:
+                del store._held[digest]
+            self._held.clear()
+            waiting = freed & store._deferred
+            store._deferred -= waiting
+            if waiting:
+                store.remove_unused_blobs(waiting)
+
+
 @dataclass
 class Store:
     """A models root (`OLLAMA_MODELS`). Thread-safe within one process: manifest writes,
     copies and deletes (with their blob garbage collection) run under one lock, so a
-    delete never removes a blob a concurrent write just referenced."""
+    delete never removes a blob a concurrent write just referenced; a create or pull holds
+    the blobs it will reference (`holding`) from the moment it knows them, and a blob whose
+    removal waited for a hold is removed when the hold ends, if still unused. Reads tolerate
+    manifests and directories that vanish while they walk."""
 
     root: Path
     blobs: BlobStore = field(init=False)
@@ -76,12 +132,25 @@ class Store:
     # the capabilities of every model on each call. Bounded because vocabularies are large.
     _gguf_cache: OrderedDict[tuple[str, int, int], GGUFInfo] = field(init=False, repr=False, compare=False)
     _gguf_cache_size: int = field(default=16, repr=False, compare=False)
+    _held: Counter[str] = field(init=False, repr=False, compare=False)  # by BlobHolds
+    _deferred: set[str] = field(init=False, repr=False, compare=False)  # unused but held
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser()
         self.blobs = BlobStore(self.root)
         self.lock = threading.RLock()
         self._gguf_cache = OrderedDict()
+        self._held = Counter()
+        self._deferred = set()
+
+    @contextmanager
+    def holding(self) -> Iterator[BlobHold]:
+        """A BlobHold released when the block ends."""
+        hold = BlobHold(self)
+        try:
+            yield hold
+        finally:
+            hold.release()
 
     def gguf_info(self, path: Path) -> GGUFInfo:
         """The parsed header of a GGUF blob, cached (InvalidGGUFError if it is not one)."""
@@ -185,17 +254,39 @@ class Store:
             self._check_blobs(parsed)
             _atomic_write(self.manifest_path(self.canonical(name)), data)
 
+    def replace_manifest(
+        self, name: ModelName, data: bytes, manifest: Manifest | None = None, *, prune: bool = True
+    ) -> list[str]:
+        """Write the manifest of `name` and, with `prune`, remove the blobs only the manifest it
+        replaced used, as one step: concurrent writers of one name leave exactly the last
+        one's blobs, and no others. Returns the removed digests."""
+        parsed = manifest if manifest is not None else Manifest.from_bytes(data)
+        with self.lock:
+            old = self._digests_at(self.manifest_path(self.canonical(name)))
+            self.write_manifest_bytes(name, data, parsed)
+            unused = old - parsed.digests()
+            return self.remove_unused_blobs(unused) if unused and prune else []
+
+    def _digests_at(self, path: Path) -> set[str]:
+        """The digests the manifest at `path` references; none when absent or unreadable."""
+        try:
+            return Manifest.from_bytes(path.read_bytes()).digests()
+        except (OSError, ValueError):
+            return set()
+
     def _iter_manifest_paths(self) -> Iterator[tuple[ModelName, Path]]:
-        top = self.manifests_dir
-        if not top.is_dir():
-            return
-        for path in sorted(top.glob("*/*/*/*")):
-            if not path.is_file() or path.name.startswith("."):
-                continue
-            parts = path.relative_to(top).parts
-            if not all(is_valid_part(kind, part) for kind, part in zip(_PART_KINDS, parts)):
-                continue
-            yield ModelName(host=parts[0], namespace=parts[1], model=parts[2], tag=parts[3]), path
+        """Every manifest file, sorted by name. Directories and files may vanish while this
+        walks (a delete in another thread or process): what is gone is not listed."""
+        paths: list[tuple[str, ...]] = [()]
+        for depth, kind in enumerate(_PART_KINDS):
+            found: list[tuple[str, ...]] = []
+            for parts in paths:
+                for name in _entries(self.manifests_dir.joinpath(*parts), files=depth == 3):
+                    if is_valid_part(kind, name):
+                        found.append((*parts, name))
+            paths = found
+        for parts in sorted(paths):
+            yield ModelName(host=parts[0], namespace=parts[1], model=parts[2], tag=parts[3]), self.manifests_dir.joinpath(*parts)
 
     def _iter_names(self) -> Iterator[ModelName]:
         for name, _ in self._iter_manifest_paths():
@@ -206,9 +297,12 @@ class Store:
         entries = []
         for name, path in self._iter_manifest_paths():
             try:
-                data = path.read_bytes()
-                mtime = path.stat().st_mtime
+                with path.open("rb") as f:
+                    data = f.read()
+                    mtime = os.fstat(f.fileno()).st_mtime
                 manifest = Manifest.from_bytes(data)
+            except FileNotFoundError:
+                continue  # deleted since the walk
             except (OSError, ValueError) as exc:
                 log.warning("skipping unreadable manifest %s: %s", path, exc)
                 continue
@@ -225,16 +319,24 @@ class Store:
         return entries
 
     def entry(self, name: ModelName) -> ModelEntry:
-        """The list entry for one model (NotFoundError if absent)."""
+        """The list entry for one model (NotFoundError if absent, or deleted while read)."""
         found = self._require(name)
         path = self.manifest_path(found)
-        data = self.read_manifest_bytes(found)
-        manifest = self.read_manifest(found)
+        try:
+            with path.open("rb") as f:
+                data = f.read()
+                mtime = os.fstat(f.fileno()).st_mtime
+        except FileNotFoundError:
+            raise NotFoundError(f"model '{name.display}' not found") from None
+        try:
+            manifest = Manifest.from_bytes(data)
+        except ValueError as exc:
+            raise CorruptManifestError(f"model '{name.display}' has a corrupt manifest: {exc}") from None
         return ModelEntry(
             name=found,
             manifest=manifest,
             digest=manifest_digest(data),
-            modified_at=datetime.fromtimestamp(path.stat().st_mtime).astimezone(),
+            modified_at=datetime.fromtimestamp(mtime).astimezone(),
             size=manifest.size(),
         )
 
@@ -245,6 +347,8 @@ class Store:
         for _, path in self._iter_manifest_paths():
             try:
                 used |= Manifest.from_bytes(path.read_bytes()).digests()
+            except FileNotFoundError:
+                continue  # deleted since the walk: it references nothing now
             except (OSError, ValueError) as exc:
                 log.warning("unreadable manifest %s: %s", path, exc)
                 complete = False
@@ -252,8 +356,9 @@ class Store:
 
     # -- copy / delete / garbage collection -----------------------------------------------------
 
-    def copy(self, src: ModelName, dst: ModelName) -> None:
-        """Copy the manifest byte for byte (same model ID); blobs are shared, not copied."""
+    def copy(self, src: ModelName, dst: ModelName, *, prune: bool = True) -> None:
+        """Copy the manifest byte for byte (same model ID); blobs are shared, not copied. With
+        `prune`, blobs only a replaced destination used are removed."""
         with self.lock:
             found = self.resolve(src)
             if found is None:
@@ -262,7 +367,12 @@ class Store:
             src_path, dst_path = self.manifest_path(found), self.manifest_path(target)
             if src_path == dst_path:
                 return
-            _atomic_write(dst_path, src_path.read_bytes())
+            data = src_path.read_bytes()
+            old = self._digests_at(dst_path)
+            _atomic_write(dst_path, data)
+            unused = old - self._digests_at(dst_path)
+            if unused and prune:
+                self.remove_unused_blobs(unused)
 
     def delete(self, name: ModelName) -> None:
         """Remove the manifest, then the blobs no remaining manifest references."""
@@ -287,7 +397,9 @@ class Store:
             if not complete:
                 log.warning("corrupt manifests detected, skipping blob removal")
                 return []
-            removed = sorted(d for d in candidates if d not in used)
+            unused = {d for d in candidates if d not in used}
+            self._deferred |= unused & self._held.keys()
+            removed = sorted(unused - self._held.keys())
             for digest in removed:
                 self.blobs.remove(digest)
             return removed
@@ -300,22 +412,32 @@ class Store:
             if not complete:
                 log.warning("corrupt manifests detected, skipping prune operation")
                 return []
-            removed = []
+            removed, kept = [], []
             now = time.time()
             if self.blobs.dir.is_dir():
                 for entry in self.blobs.dir.iterdir():
                     try:
-                        if not entry.is_file() or now - entry.stat().st_mtime < grace_seconds:
+                        if not entry.is_file():
                             continue
+                        young = now - entry.stat().st_mtime < grace_seconds
                     except FileNotFoundError:
                         continue
                     try:
                         digest = parse_digest(entry.name)
                     except BadRequestError:
                         digest = None
-                    if digest is None or digest not in used:
-                        entry.unlink(missing_ok=True)
-                        removed.append(entry.name)
+                    if digest is not None and (digest in used or digest in self._held):
+                        continue
+                    if young:
+                        kept.append(entry.name)
+                        continue
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry.name)
+            if kept:
+                log.info(
+                    "keeping %d unused blob files younger than %.0f s (an upload a create may still use, "
+                    "a resumable download): %s", len(kept), grace_seconds, ", ".join(sorted(kept)),
+                )
             self._prune_dirs(None)
             return sorted(removed)
 
@@ -343,5 +465,20 @@ class Store:
     # -- records --------------------------------------------------------------------------------
 
     def load_record(self, name: ModelName) -> ModelRecord:
-        """Everything needed to serve or show a model (see pyollama.store.model)."""
-        return read_record(self.entry(name), self.blobs, self.gguf_info)
+        """Everything needed to serve or show a model (see pyollama.store.model).
+
+        A model deleted or replaced while its layers are read (a delete removes the blobs only
+        it used) is read again, or is not found: a missing blob is a damaged store only when
+        the manifest that names it is still there."""
+        for _ in range(3):
+            entry = self.entry(name)
+            try:
+                return read_record(entry, self.blobs, self.gguf_info)
+            except ModelBlobError:
+                try:
+                    now = self.entry(name)
+                except NotFoundError:
+                    raise NotFoundError(f"model '{name.display}' not found") from None
+                if now.digest == entry.digest:
+                    raise
+        raise NotFoundError(f"model '{name.display}' not found")

@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import pyollama
     from pyollama.server import create_app
     from pyollama.store.bundled import import_bundled_models
+    from pyollama.store.leftovers import sweep_leftovers
     from pyollama.store.store import Store
 
     config = Config.from_env()
@@ -47,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     store = Store(config.models)
+    sweep_leftovers(store.root, min_age=0)  # before any work of ours: what killed processes left
     if not config.noprune:
         removed = store.prune()
         if removed:

@@ -155,7 +155,8 @@ def show() -> Response:
 
 @bp.post("/api/copy")
 def copy() -> Response:
-    store = get_state().store
+    state = get_state()
+    store = state.store
     fields = decode_struct(read_json(request), COPY_SPEC, "CopyRequest")
     source, destination = fields.get("source", ""), fields.get("destination", "")
     try:
@@ -166,9 +167,10 @@ def copy() -> Response:
         dst = ModelName.parse(destination)
     except BadRequestError:
         raise BadRequestError(f"destination {go_quote(destination)} is invalid") from None
-    if store.resolve(src) is None:
-        raise NotFoundError(f"model {go_quote(source)} not found")
-    store.copy(src, dst)
+    try:
+        store.copy(src, dst, prune=not state.config.noprune)
+    except NotFoundError:
+        raise NotFoundError(f"model {go_quote(source)} not found") from None
     return empty_response()
 
 

@@ -26,7 +26,7 @@ create added, so an interrupted create leaves neither a manifest nor a half blob
 
 from __future__ import annotations
 
-from pyollama.store.create.job import create_model, remove_stale_workdirs
+from pyollama.store.create.job import create_model
 from pyollama.store.create.quantize import (
     PROGRESS_DIGEST,
     QUANTIZABLE_SOURCES,
@@ -53,7 +53,6 @@ __all__ = [
     "check_template",
     "create_model",
     "normalize_quantize",
-    "remove_stale_workdirs",
     "source_file_type",
     "supported_quantize_types",
     "valid_file_path",

@@ -13,10 +13,9 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pyollama.errors import BadRequestError, NotFoundError, PyollamaError
 from pyollama.gguf import merge_splits
@@ -39,6 +38,7 @@ from pyollama.store.create.request import (
     check_template,
 )
 from pyollama.store.create.sources import GGUFFile, Planned, SplitSet, layer_status
+from pyollama.store.leftovers import WORKDIR_PREFIX, hold_directory, sweep_leftovers
 from pyollama.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_LICENSE,
@@ -54,12 +54,10 @@ from pyollama.store.manifest import (
     Manifest,
 )
 from pyollama.store.names import ModelName
-from pyollama.store.store import Store
+from pyollama.store.store import BlobHold, Store
 
 log = logging.getLogger("pyollama.store.create")
 
-_WORKDIR_PREFIX = "pyollama-create-"
-_WORKDIR_GRACE_SECONDS = 3600.0
 
 
 def _progress(status: str, **extra: Any) -> dict[str, Any]:
@@ -80,12 +78,15 @@ class _CreateJob:
         self.created: list[str] = []  # blobs this create added; removed again if it fails
         self.committed = False
         self.workdir: Path | None = None
+        self.workdir_owner: IO[bytes] | None = None  # holds the work dir while this create lives
+        self.hold: BlobHold | None = None  # every blob the new manifest will name, from the start
 
     # -- driver ---------------------------------------------------------------------------------
 
     def run(self) -> Iterator[dict[str, Any]]:
         try:
-            yield from self._run()
+            with self.store.holding() as self.hold:
+                yield from self._run()
         except BaseException:
             # GeneratorExit included: a client that went away leaves no trace.
             if not self.committed:
@@ -94,6 +95,8 @@ class _CreateJob:
         finally:
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.workdir_owner is not None:
+                self.workdir_owner.close()
 
     def _discard_created(self) -> None:
         if not self.created:
@@ -106,8 +109,11 @@ class _CreateJob:
     def _run(self) -> Iterator[dict[str, Any]]:
         req = self.request
         store = self.store
-        remove_stale_workdirs(store)
+        sweep_leftovers(store.root)  # what killed creates left, not what live ones hold
         target = store.canonical(ModelName.parse(req.model))
+        for digest in [*(req.files or {}).values(), *(req.adapters or {}).values()]:
+            if isinstance(digest, str):
+                self._hold(digest)  # before they are read: a delete elsewhere keeps them
         want = normalize_quantize(req.quantize) if req.quantize else None
         if req.template:
             check_template(req.template)
@@ -131,6 +137,9 @@ class _CreateJob:
                 if found is None:
                     raise NotFoundError(f"model '{base_name.display}' not found")
             base, base_config = sources.from_model(store, found)
+            present = [self._hold(p.layer.digest) for p in base]  # every one held, then checked
+            if not all(present):
+                raise NotFoundError(f"model '{base_name.display}' not found")  # deleted meanwhile
         elif req.files is not None:
             files = check_file_map(req.files)
             kind = sources.detect_type(store, files)
@@ -178,6 +187,9 @@ class _CreateJob:
         if safetensors is not None:
             yield _progress("converting model")
             planned.append(self._convert(safetensors))
+        for item in planned:
+            if item.layer.media_type == MEDIA_MODEL and not item.layer.from_:
+                sources.check_loadable(store.blobs.path(item.layer.digest), req.model)
         # Model layers first (Ollama keeps file order; a stable order keeps digests stable).
         planned.sort(key=lambda p: p.layer.media_type != MEDIA_MODEL)
         planned.extend(adapters)
@@ -199,12 +211,8 @@ class _CreateJob:
             yield _progress(item.status)
 
         yield _progress("writing manifest")
-        old_digests = self._old_digests(target)
-        store.write_manifest(target, manifest)
+        store.replace_manifest(target, manifest.to_bytes(), manifest, prune=self.prune)
         self.committed = True
-        unused = old_digests - manifest.digests()
-        if unused and self.prune:
-            store.remove_unused_blobs(unused)
         yield _progress("success")
 
     # -- large outputs --------------------------------------------------------------------------
@@ -212,14 +220,15 @@ class _CreateJob:
     def _work(self) -> Path:
         if self.workdir is None:
             self.store.root.mkdir(parents=True, exist_ok=True)
-            self.workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX, dir=self.store.root))
+            self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=self.store.root))
+            self.workdir_owner = hold_directory(self.workdir)
         return self.workdir
 
     def _adopt(self, path: Path, media_type: str) -> Planned:
         """Move a finished file from the work dir into blobs/ under its digest."""
         digest, size = hash_file(path)
         target = self.store.blobs.path(digest)
-        existed = target.is_file()
+        existed = self._hold(digest)
         if not existed:
             with open(path, "rb+") as f:
                 os.fsync(f.fileno())
@@ -264,7 +273,7 @@ class _CreateJob:
 
     def _write_small(self, data: bytes) -> tuple[str, int, bool]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        existed = self.store.blobs.exists(digest)
+        existed = self._hold(digest)
         if not existed:
             self.store.blobs.write_bytes(data)
             self.created.append(digest)
@@ -355,13 +364,10 @@ class _CreateJob:
         config["rootfs"] = {"type": "layers", "diff_ids": [p.layer.digest for p in planned]}
         return config
 
-    def _old_digests(self, target: ModelName) -> set[str]:
-        if self.store.resolve(target) is None:
-            return set()
-        try:
-            return self.store.read_manifest(target).digests()
-        except PyollamaError:
-            return set()
+    def _hold(self, digest: str) -> bool:
+        """Keep `digest` from garbage collection until this create ends; whether it exists."""
+        assert self.hold is not None
+        return self.hold.add(digest)
 
 
 def _materialize(blob: Path, dest: Path) -> None:
@@ -371,22 +377,6 @@ def _materialize(blob: Path, dest: Path) -> None:
         os.link(blob, dest)
     except OSError:
         shutil.copyfile(blob, dest)
-
-
-def remove_stale_workdirs(store: Store, grace_seconds: float = _WORKDIR_GRACE_SECONDS) -> None:
-    """Remove work directories left by a create that was killed (older than the grace period,
-    so a create still running in another process keeps its own)."""
-    try:
-        entries = list(store.root.glob(_WORKDIR_PREFIX + "*"))
-    except OSError:
-        return
-    now = time.time()
-    for entry in entries:
-        try:
-            if entry.is_dir() and now - entry.stat().st_mtime > grace_seconds:
-                shutil.rmtree(entry, ignore_errors=True)
-        except OSError:
-            continue
 
 
 def create_model(

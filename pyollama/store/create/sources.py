@@ -105,6 +105,20 @@ def detect_type(store: Store, files: Mapping[str, str]) -> str:
     raise BadRequestError(ERR_UNKNOWN_TYPE)
 
 
+def check_loadable(path: Path, name: str) -> None:
+    """Load the model file as serving would (memory-mapped, weights not read): a file that
+    parses as GGUF but lacks what its architecture needs (hyperparameters, tensors), or names
+    an architecture llama.cpp does not know, is refused now instead of at the first request."""
+    from pyollama.llama import Model
+
+    try:
+        model = Model(str(path), use_mmap=True, repack=False)
+    except RuntimeError as exc:
+        reason = str(exc).split(": ", 1)[1] if ": " in str(exc) else str(exc)
+        raise BadRequestError(f"{name}: llama.cpp cannot load this model: {reason}") from None
+    del model
+
+
 def blob_path(store: Store, digest: str) -> Path:
     path = store.blobs.path(digest)
     if not path.is_file():

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import requests
 import urllib3
 
-from pyollama.errors import BadRequestError, DigestMismatchError, PyollamaError, RegistryError
+from pyollama.errors import BadRequestError, DigestMismatchError, RegistryError
 from pyollama.store.blobs import fsync_dir
 from pyollama.store.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
 from pyollama.store.names import ModelName
@@ -500,38 +500,37 @@ def _pull(store: Store, name: ModelName, insecure: bool, cancel: threading.Event
         yield Progress("pulling manifest")
         raw, manifest = _fetch_manifest(client, name.tag)
         layers = unique_layers(manifest)
-        hashed: dict[str, _Hashed] = {}
-        downloaded = yield from _pull_blobs(client, store, layers, opts, cancel, hashed)
+        with store.holding() as hold:
+            for layer in layers:
+                hold.add(layer.digest)  # a blob this pull finds present stays until it ends
+            yield from _pull_layers(client, store, name, raw, manifest, layers, opts, cancel)
 
-        yield Progress("verifying sha256 digest")
-        failed: DigestMismatchError | None = None
-        try:
-            for layer in downloaded:
-                try:
-                    _commit_blob(store, layer, hashed.get(layer.digest))
-                except DigestMismatchError as exc:
-                    # Keep checking the others so that no bad partial outlives this pull.
-                    failed = exc
-        finally:
-            if downloaded:
-                fsync_dir(store.blobs.dir)
-        if failed is not None:
-            raise RegistryError(str(failed)) from None
 
-        yield Progress("writing manifest")
-        target = store.canonical(name)
-        old_digests: set[str] = set()
-        if store.resolve(target) is not None:
+def _pull_layers(client: RegistryClient, store: Store, name: ModelName, raw: bytes, manifest: Manifest,
+                 layers: list[Layer], opts: TransferOptions, cancel: threading.Event | None) -> Iterator[Progress]:
+    hashed: dict[str, _Hashed] = {}
+    downloaded = yield from _pull_blobs(client, store, layers, opts, cancel, hashed)
+
+    yield Progress("verifying sha256 digest")
+    failed: DigestMismatchError | None = None
+    try:
+        for layer in downloaded:
             try:
-                old_digests = store.read_manifest(target).digests()
-            except PyollamaError:
-                old_digests = set()
-        try:
-            store.write_manifest_bytes(target, raw, manifest)
-        except (ValueError, BadRequestError) as exc:
-            raise RegistryError(f"writing manifest: {exc}") from None
-        unused = old_digests - manifest.digests()
-        if unused and opts.prune:
-            yield Progress("removing unused layers")
-            store.remove_unused_blobs(unused)
-        yield Progress("success")
+                _commit_blob(store, layer, hashed.get(layer.digest))
+            except DigestMismatchError as exc:
+                # Keep checking the others so that no bad partial outlives this pull.
+                failed = exc
+    finally:
+        if downloaded:
+            fsync_dir(store.blobs.dir)
+    if failed is not None:
+        raise RegistryError(str(failed)) from None
+
+    yield Progress("writing manifest")
+    try:
+        removed = store.replace_manifest(name, raw, manifest, prune=opts.prune)
+    except (ValueError, BadRequestError) as exc:
+        raise RegistryError(f"writing manifest: {exc}") from None
+    if removed:
+        yield Progress("removing unused layers")
+    yield Progress("success")

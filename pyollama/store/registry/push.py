@@ -268,6 +268,10 @@ def _push(store: Store, name: ModelName, insecure: bool, cancel: threading.Event
                 raise NotFoundError(f"model '{name.display}' not found")
             raw = store.read_manifest_bytes(found)
             manifest = Manifest.from_bytes(raw)
+        except NotFoundError:
+            # the client's mistake: 404 (Ollama answers 500), after the same status line
+            yield Progress("couldn't retrieve manifest")
+            raise
         except (PyollamaError, ValueError, OSError) as exc:
             yield Progress("couldn't retrieve manifest")
             raise RegistryError(str(exc)) from None

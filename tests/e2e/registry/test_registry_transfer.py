@@ -26,7 +26,7 @@ from registry_support import (
     write_model,
 )
 
-from pyollama.errors import RegistryError
+from pyollama.errors import NotFoundError, RegistryError
 from pyollama.store.blobs import digest_hex
 from pyollama.store.manifest import Layer, Manifest
 from pyollama.store.names import ModelName
@@ -519,7 +519,8 @@ def test_push_missing_local_model_reports_couldnt_retrieve(
     registry: Registry, make_store: Callable[[str], Store]
 ) -> None:
     lines: list[Progress] = []
-    with pytest.raises(RegistryError, match="not found"):
+    # the client's mistake, with its status (404), not a registry failure
+    with pytest.raises(NotFoundError, match="not found"):
         lines.extend(push_model(make_store("src"), registry.name("testns/nothing"), insecure=True, auth=ANON))
     assert [line.status for line in lines] == ["retrieving manifest", "couldn't retrieve manifest"]
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,6 @@ from pyollama.store.create import (
     CreateRequest,
     check_info,
     create_model,
-    remove_stale_workdirs,
     valid_file_path,
 )
 from pyollama.store.manifest import (
@@ -591,17 +588,6 @@ def test_create_failed_conversion_leaves_no_blob_or_work_dir(store: Store) -> No
 )
 def test_valid_file_path_follows_go_fs_valid_path(path: str, valid: bool) -> None:
     assert valid_file_path(path) is valid
-
-
-def test_stale_work_dirs_are_removed_after_the_grace_period(store: Store) -> None:
-    store.root.mkdir(parents=True)
-    old, fresh = store.root / "pyollama-create-old", store.root / "pyollama-create-new"
-    for path in (old, fresh):
-        (path / "src").mkdir(parents=True)
-    an_hour_ago = time.time() - 7200
-    os.utime(old, (an_hour_ago, an_hour_ago))
-    remove_stale_workdirs(store)
-    assert not old.exists() and fresh.exists()
 
 
 def test_package_data_used_here_is_installed() -> None:

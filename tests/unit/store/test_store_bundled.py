@@ -11,15 +11,22 @@ from pyollama.store.bundled import BUNDLED_MODELS, BundledModel, import_bundled_
 from pyollama.store.manifest import MEDIA_MODEL, MEDIA_PARAMS, MEDIA_TEMPLATE
 from pyollama.store.names import ModelName
 from pyollama.store.store import Store
+from tests.unit.create.create_helpers import write_tiny_llama
 
 # An __init__ that fails proves the importer locates files without importing the package.
 POISON = "raise ImportError('bundled packages must not be imported')\n"
 
 
+@pytest.fixture(scope="module")
+def runnable_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama with weights: create refuses a GGUF that llama.cpp cannot load."""
+    return write_tiny_llama(tmp_path_factory.mktemp("bundled") / "tiny.gguf")
+
+
 @pytest.fixture
-def fake_packages(tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[BundledModel, bytes]:
-    """The tiny GGUF split in three parts across two packages on sys.path."""
-    data = tiny_gguf.read_bytes()
+def fake_packages(tmp_path: Path, runnable_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[BundledModel, bytes]:
+    """A runnable tiny GGUF split in three parts across two packages on sys.path."""
+    data = runnable_gguf.read_bytes()
     cuts = [0, 100, len(data) // 2, len(data)]
     site = tmp_path / "site"
     parts = []
@@ -54,7 +61,7 @@ def test_import_concatenates_parts_into_verified_blob(store: Store, fake_package
     assert config["model_format"] == "gguf"
     assert config["model_family"] == "llama"
     assert config["model_families"] == ["llama"]
-    assert config["model_type"] == "104"
+    assert config["model_type"] == "1.57M"
     assert config["file_type"] == "F16"
     assert config["rootfs"]["diff_ids"] == [layer.digest for layer in manifest.layers]
 
