@@ -63,16 +63,22 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+# Options Ollama removed from api.Options in v0.7.0 (it logs "invalid option provided" for them and
+# goes on) that llama.cpp still has: pyollama keeps honouring them (docs/DIFFERENCES.md).
+NOT_IN_OLLAMA = frozenset({"mirostat", "mirostat_tau", "mirostat_eta", "use_mlock"})
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One option: its value type (`int`, `float`, `bool`, or `list` for a list of strings),
-    whether it is a load-time option, whether pyollama acts on it, and the range a number
-    must be in (what the native code behind it can take)."""
+    whether it is a load-time option, whether pyollama acts on it, the range a number must be
+    in (what the native code behind it can take), and whether Ollama's api.Options has it."""
 
     type: type
     load_time: bool
     used: bool = True
     range: tuple[float, float] | None = None
+    in_ollama: bool = True
 
 
 def _value_type(hint: Any) -> type:
@@ -93,7 +99,9 @@ def _schema() -> dict[str, OptionSpec]:
         for f in dataclasses.fields(cls):
             kind = _value_type(hints[f.name])
             bounds = {int: INT32_RANGE, float: FLOAT32_RANGE}.get(kind)
-            specs[f.name] = OptionSpec(kind, load_time, range=_RANGES.get(f.name, bounds))
+            specs[f.name] = OptionSpec(
+                kind, load_time, range=_RANGES.get(f.name, bounds), in_ollama=f.name not in NOT_IN_OLLAMA
+            )
     # In Ollama's api.Options at the reference commit (speculative decoding); typed in a
     # Modelfile like Ollama's FormatParams types it, ignored in requests.
     specs["draft_num_predict"] = OptionSpec(int, load_time=True, used=False, range=INT32_RANGE)
@@ -102,3 +110,20 @@ def _schema() -> dict[str, OptionSpec]:
 
 OPTIONS: Mapping[str, OptionSpec] = types.MappingProxyType(_schema())
 LOAD_TIME_OPTIONS = frozenset(name for name, spec in OPTIONS.items() if spec.load_time and spec.used)
+
+# Ollama's warning (api.Options.FromMap) for an option it does not know; pyollama logs it for
+# every option it does not act on (engine/options.py), so none is dropped silently.
+INVALID_OPTION = "invalid option provided"
+
+
+def option_note(name: str) -> str | None:
+    """What happens to an option that Ollama and pyollama do not both act on (/api/show's
+    `option_notes`); None for the options both honour."""
+    spec = OPTIONS.get(name)
+    if spec is None:
+        return f'ignored, as Ollama ignores it: not an option (logged: "{INVALID_OPTION}")'
+    if not spec.used:
+        return f'ignored by pyollama, which does not implement it (logged: "{INVALID_OPTION}"); Ollama uses it'
+    if not spec.in_ollama:
+        return f'honoured by pyollama; Ollama ignores it since v0.7.0 (logging "{INVALID_OPTION}")'
+    return None

@@ -2,7 +2,8 @@
 `pyollama.options`, split into load-time RunnerOptions and per-request PredictOptions.
 
 Precedence: defaults < the model's PARAMETERs < the request's `options`.
-Unknown keys are ignored with a warning (Ollama's policy); a wrong type is a
+Unknown keys, and options pyollama does not act on, are ignored with Ollama's warning
+(`invalid option provided option=<name>`), never silently; a wrong type is a
 BadRequestError with Ollama's text (Ollama answers 500; pyollama 400), and so is a number
 outside the range the native code behind the option takes (`pyollama.options`: a C int, a
 float, 512 threads), which Ollama would pass on and fail or wrap.
@@ -18,7 +19,7 @@ from typing import Any
 
 from pyollama.errors import BadRequestError
 from pyollama.golang.json import format_float
-from pyollama.options import LOAD_TIME_OPTIONS, OPTIONS, PredictOptions, RunnerOptions
+from pyollama.options import INVALID_OPTION, LOAD_TIME_OPTIONS, OPTIONS, PredictOptions, RunnerOptions
 
 log = logging.getLogger("pyollama.options")
 
@@ -67,7 +68,7 @@ def parse_options(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
                 continue
             spec = OPTIONS.get(key)
             if spec is None or not spec.used:
-                log.warning("invalid option provided option=%s", key)
+                log.warning("%s option=%s", INVALID_OPTION, key)
                 continue
             merged[key] = _coerce(key, value)
     return merged

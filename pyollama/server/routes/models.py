@@ -12,6 +12,7 @@ from flask import Blueprint, Response, request
 from pyollama.config import go_quote
 from pyollama.errors import BadRequestError, NotFoundError, PyollamaError
 from pyollama.golang.time import format_rfc3339 as rfc3339
+from pyollama.options import option_note
 from pyollama.server import get_state
 from pyollama.server.bodies import COPY_SPEC, NAME_SPEC, SHOW_SPEC, decode_struct, model_field, read_json
 from pyollama.server.responses import empty_response, json_response
@@ -129,6 +130,10 @@ def show() -> Response:
     parameters = format_parameters(record.params)
     if parameters:
         body["parameters"] = parameters
+    # pyollama's own: what becomes of the shown options that Ollama and pyollama treat differently
+    notes = {name: note for name in modelfile_params if (note := option_note(name)) is not None}
+    if notes:
+        body["option_notes"] = notes
     body["template"] = template
     if system:
         body["system"] = system
