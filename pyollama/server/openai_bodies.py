@@ -134,7 +134,8 @@ class OpenAIChat:
     include_usage: bool = False
 
 
-def _decode_image_url(url: str) -> bytes:
+def decode_image_url(url: str) -> bytes:
+    """An image sent as a base64 data URL (chat `image_url` parts, Responses `input_image`)."""
     if url.startswith(("http://", "https://")):
         raise BadRequestError("image URLs are not currently supported, please use base64 encoded data instead")
     if url.startswith("data:;base64,"):
@@ -163,7 +164,7 @@ def _image_part(part: Mapping[str, Any]) -> bytes:
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str):
         raise BadRequestError("invalid message format")
-    return _decode_image_url(url)
+    return decode_image_url(url)
 
 
 def _audio_part(part: Mapping[str, Any]) -> bytes:
@@ -402,6 +403,7 @@ __all__ = [
     "OpenAIChat",
     "OpenAICompletion",
     "OpenAIEmbedding",
+    "decode_image_url",
     "parse_chat_completion",
     "parse_completion",
     "parse_embedding",

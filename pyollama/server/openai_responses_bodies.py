@@ -41,7 +41,7 @@ from pyollama.server.bodies import (
     list_of,
     struct_of,
 )
-from pyollama.server.openai_bodies import _decode_image_url as decode_image_url
+from pyollama.server.openai_bodies import decode_image_url
 
 _TOOL_SPEC: dict[str, FieldType] = {
     "type": STRING,
