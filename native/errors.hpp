@@ -36,5 +36,6 @@ void bind_chat(py::module_ & m);
 void bind_quantize(py::module_ & m);
 void bind_rpc(py::module_ & m);
 void bind_mtmd(py::module_ & m);
+void bind_attention(py::module_ & m);
 
 }  // namespace pyollama

@@ -18,4 +18,5 @@ PYBIND11_MODULE(_native, m) {
     pyollama::bind_quantize(m);
     pyollama::bind_rpc(m);
     pyollama::bind_mtmd(m);
+    pyollama::bind_attention(m);
 }

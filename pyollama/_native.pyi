@@ -7,7 +7,7 @@ import typing
 import numpy
 import numpy.typing
 
-__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'backend_init', 'backends', 'cpu_extra_buffer_types', 'devices', 'has_rpc', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'rpc_add_server', 'rpc_check_endpoint', 'rpc_proto_version', 'rpc_registered', 'rpc_start_server', 'sample_many', 'set_log_level', 'time_us']
+__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'attention_seconds', 'backend_init', 'backends', 'cpu_extra_buffer_types', 'devices', 'has_rpc', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'rpc_add_server', 'rpc_check_endpoint', 'rpc_proto_version', 'rpc_registered', 'rpc_start_server', 'sample_many', 'set_log_level', 'time_us']
 class Model:
     def __init__(self, path: str, n_gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0, use_mmap: bool = True, use_mlock: bool = False, vocab_only: bool = False, main_gpu: typing.SupportsInt | typing.SupportsIndex = 0, progress: typing.Any = None, check_tensors: bool = False, repack: bool = True) -> None:
         """
@@ -443,6 +443,10 @@ class MtmdContext:
     @property
     def uses_mrope(self) -> bool:
         ...
+def attention_seconds(head_dim: typing.SupportsInt | typing.SupportsIndex, n_head: typing.SupportsInt | typing.SupportsIndex, n_head_kv: typing.SupportsInt | typing.SupportsIndex, n_kv: typing.SupportsInt | typing.SupportsIndex, n_q: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex, flash: bool, reps: typing.SupportsInt | typing.SupportsIndex = 5) -> float:
+    """
+    Median seconds of one layer's attention on the CPU, with flash attention or without, for n_q tokens of n_head heads (head_dim wide) against n_kv cached positions of n_head_kv heads
+    """
 def backend_init(backend_dir: str = '') -> None:
     """
     llama_backend_init (+ ggml_backend_load_all_from_path); runs once per process

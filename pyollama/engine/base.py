@@ -48,6 +48,7 @@ class RunnerBase(abc.ABC):
     embedding_only: bool
 
     repack = True  # weights in the CPU's extra buffer types (AMX, repacked layouts): `Model(repack=)`
+    flash_attention = "auto"  # the generation context's: "on", "off" (measured or set) or "auto"
 
     def __init__(self, model: Model) -> None:
         self.model = model

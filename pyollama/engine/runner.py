@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from pyollama.engine.attention import cpu_flash_attention, head_shape
 from pyollama.engine.base import Completion, RunnerBase
 from pyollama.engine.detokenizer import StreamDetokenizer
 from pyollama.engine.embedding import Embedder
@@ -131,9 +132,21 @@ class Runner(RunnerBase):
         self.n_ctx = max(4, min(self.n_ctx, self.model.n_ctx_train or self.n_ctx))
         self.embedding_only = embedding_only or self.model.is_embedding
         self._offload_share = _offload_share(self.model.n_layer, n_gpu)
-        # OLLAMA_FLASH_ATTENTION: 1 on, 0 off, unset lets llama.cpp decide per model and device
-        self._flash = {True: "on", False: "off", None: "auto"}[flash_attention]
-        self._kv_type = kv_cache_type or "f16"
+        # OLLAMA_FLASH_ATTENTION: 1 on, 0 off. Unset: embedding contexts let llama.cpp decide;
+        # the generation context measures this CPU when the model stays on it (engine/attention.py)
+        # and uses flash attention when a quantized KV cache asks for it (a quantized V needs it).
+        self._kv_type = (kv_cache_type or "f16").lower()
+        if self._kv_type not in _KV_BYTES:
+            log.warning("unsupported OLLAMA_KV_CACHE_TYPE %r, using f16 (%s)", kv_cache_type, ", ".join(_KV_BYTES))
+            self._kv_type = "f16"
+        self._flash_embed = {True: "on", False: "off", None: "auto"}[flash_attention]
+        self._flash = self._flash_embed
+        if flash_attention is None and not self.embedding_only:
+            if self._kv_type != "f16":
+                self._flash = "on"
+            elif self._offload_share == 0:
+                self._flash = self._measured_flash_attention()
+        self.flash_attention = self._flash
         self._adapters = [_load_lora(self.model, p) for p in (adapters or [])]
         self._mtmd: MtmdContext | None = None
         if projector and not self.embedding_only:
@@ -169,11 +182,14 @@ class Runner(RunnerBase):
 
     @property
     def size(self) -> int:
-        """Bytes the runner holds: weights plus the f16 KV cache (K and V, every layer and slot)."""
+        """Bytes the runner holds: weights plus the KV cache (K and V, every layer and slot, in
+        their types: V stays f16 without flash attention)."""
         kv = 0
         if self.ctx is not None:
             n_embd_kv = self.model.n_embd * self.model.n_head_kv // max(1, self.model.n_head)
-            kv = 2 * 2 * self.n_ctx * self.num_parallel * self.model.n_layer * n_embd_kv
+            cells = self.n_ctx * self.num_parallel * self.model.n_layer * n_embd_kv
+            v_type = self._kv_type if self._flash == "on" else "f16"
+            kv = int(cells * (_KV_BYTES.get(self._kv_type, 2.0) + _KV_BYTES.get(v_type, 2.0)))
         return int(self.model.size) + kv
 
     @property
@@ -219,6 +235,10 @@ class Runner(RunnerBase):
 
     # ---- setup helpers ----
 
+    def _measured_flash_attention(self) -> str:
+        shape = head_shape(self.model)
+        return "auto" if shape is None else cpu_flash_attention(*shape, self._n_threads or 1)
+
     def _make_context(
         self,
         n_ctx: int,
@@ -240,9 +260,9 @@ class Runner(RunnerBase):
                 n_threads=self._n_threads,
                 embeddings=embeddings,
                 pooling=pooling,
-                flash_attn=self._flash,
+                flash_attn=self._flash_embed if embeddings else self._flash,
                 type_k=self._kv_type,
-                type_v=self._kv_type if self._flash == "on" else "f16",
+                type_v=self._kv_type if (self._flash_embed if embeddings else self._flash) == "on" else "f16",
                 kv_unified=unified,
             )
         except (RuntimeError, ValueError) as e:
@@ -627,6 +647,11 @@ class Runner(RunnerBase):
         slot.state = SlotState.IDLE
         slot.last_token = -1
         slot.i_batch = -1
+
+
+# Bytes per KV cache element of each OLLAMA_KV_CACHE_TYPE (ggml block size over elements).
+_KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
+             "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}
 
 
 def _offload_share(n_layer: int, n_gpu: int) -> float:

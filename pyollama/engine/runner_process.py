@@ -213,6 +213,7 @@ class ProcessRunner(RunnerBase):
         self.n_ctx = int(info["n_ctx"])
         self.embedding_only = bool(info["embedding_only"])
         self.repack = bool(info["repack"])
+        self.flash_attention = str(info["flash_attention"])
         self._size = int(info["size"])
         self._size_vram = int(info["size_vram"])
         self._reader = threading.Thread(target=self._read_loop, name="pyollama-runner-reader", daemon=True)
@@ -449,6 +450,7 @@ class _ChildServer:
                     "size_vram": runner.size_vram,
                     "embedding_only": runner.embedding_only,
                     "repack": runner.repack,
+                    "flash_attention": runner.flash_attention,
                 },
             )
         )

@@ -43,6 +43,7 @@ class LoadedModel:
     expires_at: datetime
     context_length: int
     repack: bool
+    flash_attention: str
 
 
 @dataclass
@@ -273,6 +274,7 @@ class Scheduler:
                         expires_at=expires,
                         context_length=entry.runner.n_ctx,
                         repack=entry.runner.repack,
+                        flash_attention=entry.runner.flash_attention,
                     )
                 )
         out.sort(key=lambda m: m.expires_at, reverse=True)

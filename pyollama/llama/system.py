@@ -86,3 +86,12 @@ def system_info() -> dict[str, Any]:
         "llama": dict(_native.llama_build_info()),
         "system_info": info.strip(),
     }
+
+
+def attention_seconds(
+    head_dim: int, n_head: int, n_head_kv: int, n_kv: int, n_q: int, n_threads: int, flash: bool, reps: int = 5
+) -> float:
+    """Median seconds of one layer's attention on the CPU for this shape, with flash attention or
+    without (native/attention.cpp: the tensors and ops of llama.cpp's graph, f16 KV cache)."""
+    init_backends()
+    return float(_native.attention_seconds(head_dim, n_head, n_head_kv, n_kv, n_q, n_threads, flash, reps))

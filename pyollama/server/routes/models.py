@@ -218,6 +218,9 @@ def ps() -> Response:
                 # pyollama's own: False when the weights stay in the GGUF's layout on the CPU
                 # (PYOLLAMA_REPACK=0, or after a crash in the model's first decode)
                 "repack": loaded.repack,
+                # pyollama's own: the generation context's attention path, "on"/"off" as set by
+                # OLLAMA_FLASH_ATTENTION or measured on this CPU for the model, "auto" on a GPU
+                "flash_attention": loaded.flash_attention,
             }
         )
     return json_response({"models": models})
