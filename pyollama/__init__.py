@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
+# The Ollama API version pyollama serves: the one ../shared/API.md follows (Ollama's tree just
+# past the v0.33.0-rc2 tag). Reported as Ollama's own `version`, since clients gate features on
+# it; without the pre-release suffix, which clients that read three numbers cannot parse.
+OLLAMA_VERSION = "0.33.0"
 
 
 def system_info() -> dict[str, Any]:
@@ -14,4 +18,4 @@ def system_info() -> dict[str, Any]:
     return _system_info()
 
 
-__all__ = ["__version__", "system_info"]
+__all__ = ["OLLAMA_VERSION", "__version__", "system_info"]

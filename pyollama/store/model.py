@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pyollama.errors import PyollamaError
-from pyollama.gguf import GGUFInfo, InvalidGGUFError
+from pyollama.gguf import FIM_ROLES, GGUFInfo, InvalidGGUFError
 from pyollama.store.blobs import BlobStore
 from pyollama.store.manifest import (
     MEDIA_ADAPTER,
@@ -90,20 +90,28 @@ class ModelRecord:
         return list(self.projector_ggufs)
 
     def details(self) -> dict[str, Any]:
-        """Ollama's `details` object, in its JSON field order."""
+        """Ollama's `details` object, in its JSON field order. The config blob says what it says;
+        where it lacks the quantization level or the two (newer, omitempty) lengths, as for a model
+        created from a plain GGUF, they come from the model's GGUF header."""
         cfg = self.config
+        info = self.gguf_info()
         families = cfg.get("model_families")
+        quantization = cfg.get("file_type", "") or ""
+        if not quantization and info is not None and info.file_type is not None:
+            quantization = info.file_type_name
         out: dict[str, Any] = {
             "parent_model": self.parent_model,
             "format": cfg.get("model_format", "") or "",
             "family": cfg.get("model_family", "") or "",
             "families": list(families) if isinstance(families, list) else None,
             "parameter_size": cfg.get("model_type", "") or "",
-            "quantization_level": cfg.get("file_type", "") or "",
+            "quantization_level": quantization,
         }
         for key in ("context_length", "embedding_length"):
             value = cfg.get(key)
-            if isinstance(value, int) and value > 0:
+            if not _positive_int(value) and info is not None:
+                value = info.context_length if key == "context_length" else info.embedding_length
+            if _positive_int(value):
                 out[key] = value
         return out
 
@@ -134,7 +142,8 @@ class ModelRecord:
                 add("tools")
             if "<think>" in chat and "</think>" in chat:
                 add("thinking")
-        if self.template is None and info is not None and _has_fim_tokens(info):
+        if (self.template is None and "completion" in caps and info is not None
+                and all(role in info.fim_tokens for role in FIM_ROLES)):
             # no Go template to say otherwise: the engine fills in the middle with the GGUF's FIM tokens
             add("insert")
         if self.projector_paths:
@@ -151,13 +160,8 @@ class ModelRecord:
         return caps
 
 
-def _has_fim_tokens(info: GGUFInfo) -> bool:
-    """Prefix, suffix and middle token ids in the GGUF (current keys, or CodeLlama's older ones)."""
-    meta = info.metadata
-    return all(
-        any(isinstance(meta.get(f"tokenizer.ggml.{key}_token_id"), int) for key in keys)
-        for keys in (("fim_pre", "prefix"), ("fim_suf", "suffix"), ("fim_mid", "middle"))
-    )
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _read_layer(blobs: BlobStore, digest: str, name: ModelName) -> bytes:

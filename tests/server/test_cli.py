@@ -19,6 +19,7 @@ import ollama
 import pytest
 import requests
 
+from pyollama import __version__
 from pyollama.cli import build_parser, main
 from pyollama.cli.client import Client
 from pyollama.cli.commands.create import upload_files
@@ -77,7 +78,20 @@ def test_cli_ps_and_stop_when_nothing_is_loaded(cli_env: LiveServer, capsys: pyt
 
 def test_cli_version_prints_server_version(cli_env: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
-    assert capsys.readouterr().out.startswith("pyollama version is ")
+    assert capsys.readouterr().out == f"pyollama version is {__version__}\nOllama API version is 0.33.0\n"
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"pyollama version is {__version__}\nOllama API version is 0.33.0\n"
+
+
+def test_cli_version_without_server_prints_client_versions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
+    assert main(["-v"]) == 0
+    assert capsys.readouterr().out == (
+        "Warning: could not connect to a running pyollama instance\n"
+        f"Warning: client version is {__version__} (Ollama API 0.33.0)\n"
+    )
 
 
 def test_cli_reports_unreachable_server(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

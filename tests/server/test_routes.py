@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 from flask.testing import FlaskClient
 
+import pyollama
 from pyollama.config import Config
 from pyollama.store.store import Store
 from tests.server.conftest import make_app
@@ -28,9 +29,23 @@ def test_root_answers_ollama_is_running(client: FlaskClient) -> None:
     assert client.head("/").status_code == 200
 
 
-def test_version_answers_only_version_unless_verbose(client: FlaskClient) -> None:
-    assert set(client.get("/api/version").json) == {"version"}
-    assert "backends" in client.get("/api/version?verbose=1").json["system"]
+def test_version_answers_ollama_api_version_and_pyollamas_unless_verbose(client: FlaskClient) -> None:
+    assert client.get("/api/version").json == {"version": "0.33.0", "pyollama_version": pyollama.__version__}
+    verbose = client.get("/api/version?verbose=1").json
+    assert verbose["version"] == "0.33.0" and "backends" in verbose["system"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [("GET", "/api/version", {}, 200), ("HEAD", "/", {}, 200), ("GET", "/api/nope", {}, 404),
+     ("POST", "/api/show", {}, 400), ("GET", "/api/tags", {"Origin": "https://evil.example"}, 403)],
+)
+def test_every_response_names_both_versions_in_server_header(
+    client: FlaskClient, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = client.open(path, method=method, headers=headers)
+    assert response.status_code == status
+    assert response.headers["Server"] == f"pyollama/{pyollama.__version__} (Ollama API 0.33.0)"
 
 
 def test_unknown_route_answers_gin_404_text(client: FlaskClient) -> None:
@@ -70,6 +85,9 @@ def test_tags_lists_models_with_ollama_fields(client: FlaskClient, tiny_store: S
         "families": ["llama"],
         "parameter_size": "1B",
         "quantization_level": "F16",
+        # not in the config: read from the GGUF
+        "context_length": 2048,
+        "embedding_length": 64,
     }
     assert tiny["capabilities"] == ["completion"]
     assert models["embedder:latest"]["capabilities"] == ["embedding"]

@@ -27,8 +27,10 @@ def write_tiny_gguf(
     file_type: int = 1,
     chat_template: str | None = None,
     pooling: bool = False,
+    tokens: list[str] | None = None,
 ) -> Path:
-    """A few tensors and the usual metadata; random weights, nothing a model could run on."""
+    """A few tensors and the usual metadata; random weights, nothing a model could run on.
+    `tokens` replaces the vocabulary (`<...>` pieces are control tokens)."""
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name("tiny")
     writer.add_context_length(256)
@@ -38,8 +40,9 @@ def write_tiny_gguf(
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(file_type)
     writer.add_tokenizer_model("gpt2")
-    writer.add_token_list(["<s>", "</s>", "a", "b"])
-    writer.add_token_types([3, 3, 1, 1])
+    tokens = tokens or ["<s>", "</s>", "a", "b"]
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t.startswith("<") else 1 for t in tokens])
     writer.add_array("tiny.scores", [0.5, -1.25, 2.0])
     writer.add_bool("tiny.flag", True)
     if chat_template is not None:

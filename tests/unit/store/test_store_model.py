@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pyollama.errors import NotFoundError
-from pyollama.store.manifest import CONFIG_MEDIA_TYPE, MEDIA_MODEL, MEDIA_PROJECTOR, Layer, Manifest
+from pyollama.store.manifest import (
+    CONFIG_MEDIA_TYPE,
+    MEDIA_MODEL,
+    MEDIA_PROJECTOR,
+    MEDIA_TEMPLATE,
+    Layer,
+    Manifest,
+)
 from pyollama.store.model import ModelBlobError
 from pyollama.store.names import ModelName
 from pyollama.store.store import Store
@@ -47,8 +54,29 @@ def test_details_follow_ollama_field_mapping(ollama_store: OllamaStore) -> None:
         "family": "llama",
         "families": ["llama"],
         "parameter_size": "8.0B",
-        "quantization_level": "Q4_K_M",
+        "quantization_level": "Q4_K_M",  # the config's, over the GGUF's F16
+        # not in this config: the GGUF's
+        "context_length": 256,
+        "embedding_length": 8,
     }
+
+
+def test_details_read_what_the_config_lacks_from_the_gguf(store: Store, tiny_gguf: Path) -> None:
+    gguf_model(store, "plain", tiny_gguf)
+    details = store.load_record(ModelName.parse("plain")).details()
+    assert (details["quantization_level"], details["context_length"], details["embedding_length"]) == ("F16", 256, 8)
+    gguf_model(store, "configured", tiny_gguf,
+               config=b'{"model_format":"gguf","file_type":"Q8_0","context_length":1024,"embedding_length":0}')
+    details = store.load_record(ModelName.parse("configured")).details()
+    assert (details["quantization_level"], details["context_length"], details["embedding_length"]) == ("Q8_0", 1024, 8)
+
+
+def test_details_without_a_gguf_leave_out_the_lengths(store: Store, tmp_path: Path) -> None:
+    not_gguf = tmp_path / "weights.bin"
+    not_gguf.write_bytes(b"\0" * 64)
+    gguf_model(store, "opaque", not_gguf)
+    details = store.load_record(ModelName.parse("opaque")).details()
+    assert details["quantization_level"] == "" and "context_length" not in details
 
 
 def test_capabilities_from_template_with_tools(ollama_store: OllamaStore) -> None:
@@ -74,6 +102,31 @@ def test_capabilities_thinking_and_vision(store: Store, tmp_path: Path, make_ggu
     record = store.load_record(ModelName.parse("think"))
     assert record.capabilities() == ["completion", "thinking", "vision"]
     assert len(record.projector_paths) == 1
+
+
+@pytest.mark.parametrize("template", [None])
+def test_insert_capability_from_fim_tokens_whatever_the_template(
+    store: Store, tmp_path: Path, make_gguf: Callable[..., Path], template: str | None
+) -> None:
+    model = make_gguf(tmp_path / "fim.gguf", tokens=["<s>", "</s>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"])
+    extra = []
+    if template is not None:
+        digest, size = store.blobs.write_bytes(template.encode())
+        extra.append(Layer(MEDIA_TEMPLATE, digest, size))
+    gguf_model(store, "fim", model, extra=extra)
+    assert store.load_record(ModelName.parse("fim")).capabilities() == ["completion", "insert"]
+
+
+def test_insert_capability_needs_all_three_fim_tokens_and_completion(
+    store: Store, tmp_path: Path, make_gguf: Callable[..., Path]
+) -> None:
+    two = make_gguf(tmp_path / "two.gguf", tokens=["<s>", "</s>", "<fim_prefix>", "<fim_suffix>"])
+    gguf_model(store, "two", two)
+    assert store.load_record(ModelName.parse("two")).capabilities() == ["completion"]
+    embed = make_gguf(tmp_path / "e.gguf", arch="bert", pooling=True,
+                      tokens=["<s>", "</s>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"])
+    gguf_model(store, "embed-fim", embed)
+    assert store.load_record(ModelName.parse("embed-fim")).capabilities() == ["embedding"]
 
 
 def test_load_record_missing_model_is_not_found(store: Store) -> None:
