@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pyollama.engine.chat_format import ToolCallScanner
 from pyollama.server.bodies import ChatRequest, GenerateRequest
 from pyollama.server.replies import ChatTemplateReply, PlainReply, ReplyParser, ThinkTagReply, ToolCallReply
+from pyollama.server.thinking import thinking_tags, thinks
 from pyollama.store.model import ModelRecord
 
 if TYPE_CHECKING:
@@ -97,7 +98,11 @@ def _render_jinja(
 ) -> PreparedPrompt:
     tagged = _tag_images(messages)
     if runner.has_chat_template:
-        chat = runner.chat_prompt(tagged, tools=tools or None, think=None if think is None else bool(think))
+        from pyollama.templates.values import think_level
+
+        chat = runner.chat_prompt(
+            tagged, tools=tools or None, think=None if think is None else thinks(think), reasoning_effort=think_level(think)
+        )
         return PreparedPrompt(prompt=chat.prompt, images=_images(messages), chat=chat)
     return PreparedPrompt(prompt=_plain_prompt(tagged), images=_images(messages))
 
@@ -146,14 +151,14 @@ def render_conversation(
 
 
 def reply_parser(rendered: PreparedPrompt, tools: list[dict[str, Any]] | None, think: bool | str | None) -> ReplyParser:
-    thinking = think is not None and think is not False
+    thinking = thinks(think)
     if rendered.chat is not None:
         if tools:
             # JSON calls llama.cpp's parser leaves in the content are found after it
             return ToolCallReply(ToolCallScanner(tools), ChatTemplateReply(rendered.chat))
         return ChatTemplateReply(rendered.chat) if thinking else PlainReply()
     if rendered.go_template is not None:
-        from pyollama.templates.prompt import thinking_tags, tool_call_tags
+        from pyollama.templates.prompt import tool_call_tags
 
         inner: ReplyParser = PlainReply()
         if tools:
@@ -163,10 +168,9 @@ def reply_parser(rendered: PreparedPrompt, tools: list[dict[str, Any]] | None, t
             inner = ToolCallReply(scanner)
         if not thinking:
             return inner
-        opening, closing = thinking_tags(rendered.go_template)
-        if opening and closing:
-            return ThinkTagReply(inner, opening=opening, closing=closing)
-        return ThinkTagReply(inner)
+        tags = thinking_tags(rendered)
+        assert tags is not None
+        return ThinkTagReply(inner, opening=tags.opening, closing=tags.closing, opened=tags.opened)
     return PlainReply()
 
 
@@ -177,10 +181,18 @@ def render_generate(
     if req.raw:
         return PreparedPrompt(prompt=req.prompt, images=list(req.images)), None
     template_text = req.template or record.template
+    template: Template | None = None
     if template_text:
-        from pyollama.templates.prompt import generate_prompt, parse_template
+        from pyollama.templates.prompt import parse_template, uses_suffix
 
         template = parse_template(template_text)
+    if req.suffix and (template is None or not uses_suffix(template)):
+        # The template cannot fill in the middle: the engine builds the prompt from the
+        # vocabulary's FIM tokens (the `insert` capability says the model has them).
+        return PreparedPrompt(prompt=req.prompt, images=list(req.images)), req.suffix
+    if template is not None:
+        from pyollama.templates.prompt import generate_prompt
+
         rendered = generate_prompt(
             template,
             prompt=req.prompt,
@@ -194,9 +206,6 @@ def render_generate(
             truncation=_truncation(runner, record, req.truncate),
         )
         result = PreparedPrompt(prompt=rendered.prompt, images=list(rendered.images), go_template=template)
-    elif req.suffix:
-        # No Go template: the engine builds the fill-in-the-middle prompt from the model's FIM tokens.
-        return PreparedPrompt(prompt=req.prompt, images=list(req.images)), req.suffix
     else:
         messages: list[dict[str, Any]] = []
         system = req.system if req.system is not None else record.system

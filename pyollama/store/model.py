@@ -142,9 +142,9 @@ class ModelRecord:
                 add("tools")
             if "<think>" in chat and "</think>" in chat:
                 add("thinking")
-        if (self.template is None and "completion" in caps and info is not None
-                and all(role in info.fim_tokens for role in FIM_ROLES)):
-            # no Go template to say otherwise: the engine fills in the middle with the GGUF's FIM tokens
+        if "completion" in caps and info is not None and all(role in info.fim_tokens for role in FIM_ROLES):
+            # A template without `.Suffix` (or none) does not stop it: the engine then builds the
+            # fill-in-the-middle prompt from these tokens, as llama-server's /infill does.
             add("insert")
         if self.projector_paths:
             add("vision")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,16 +115,24 @@ def png(width: int, height: int, rgb: tuple[int, int, int] = (200, 40, 40)) -> b
 FIM_TOKENS = {"pre": "<|fim_prefix|>", "suf": "<|fim_suffix|>", "mid": "<|fim_middle|>"}
 
 
-def write_fim_llama(path: Path) -> Path:
+# Where a GGUF names its fill-in-the-middle tokens: the keys llama.cpp reads today, and the older
+# keys it still reads (CodeLlama's first conversions).
+FIM_KEYS = ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.fim_mid_token_id")
+FIM_LEGACY_KEYS = ("tokenizer.ggml.prefix_token_id", "tokenizer.ggml.suffix_token_id", "tokenizer.ggml.middle_token_id")
+
+
+def write_fim_llama(
+    path: Path, names: Mapping[str, str] = FIM_TOKENS, keys: tuple[str, str, str] | None = FIM_KEYS
+) -> Path:
     """The tiny random Llama with fill-in-the-middle tokens: the last three pieces of its
-    vocabulary become control tokens `<|fim_prefix|>`, `<|fim_suffix|>`, `<|fim_middle|>`, named
-    by the `tokenizer.ggml.fim_*_token_id` keys (and no chat template, so the engine builds the
-    FIM prompt from them)."""
+    vocabulary become control tokens named `names` (`<|fim_prefix|>`, `<|fim_suffix|>`,
+    `<|fim_middle|>` unless told otherwise), their ids written under `keys` (none: llama.cpp
+    must find them by name), and no chat template, so the engine builds the FIM prompt from them."""
     vocab = read_gguf_info(VOCAB_SPM).metadata
     tokens: list[str] = list(vocab["tokenizer.ggml.tokens"][:N_VOCAB])
     types: list[int] = list(vocab["tokenizer.ggml.token_type"][:N_VOCAB])
     ids = {}
-    for i, (role, text) in enumerate(FIM_TOKENS.items()):
+    for i, (role, text) in enumerate(names.items()):
         token_id = N_VOCAB - 3 + i
         tokens[token_id], types[token_id] = text, int(gguf.TokenType.CONTROL)
         ids[role] = token_id
@@ -145,9 +154,8 @@ def write_fim_llama(path: Path) -> Path:
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)
-    writer.add_uint32("tokenizer.ggml.fim_pre_token_id", ids["pre"])
-    writer.add_uint32("tokenizer.ggml.fim_suf_token_id", ids["suf"])
-    writer.add_uint32("tokenizer.ggml.fim_mid_token_id", ids["mid"])
+    for key, role in zip(keys or (), ("pre", "suf", "mid")):
+        writer.add_uint32(key, ids[role])
     for name, data in tiny_llama_tensors(len(tokens)).items():
         writer.add_tensor(name, data)
     writer.write_header_to_file()
@@ -158,6 +166,8 @@ def write_fim_llama(path: Path) -> Path:
 
 
 __all__ = [
+    "FIM_KEYS",
+    "FIM_LEGACY_KEYS",
     "FIM_TOKENS",
     "IMAGE_TOKENS",
     "png",

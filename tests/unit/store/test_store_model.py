@@ -104,7 +104,7 @@ def test_capabilities_thinking_and_vision(store: Store, tmp_path: Path, make_ggu
     assert len(record.projector_paths) == 1
 
 
-@pytest.mark.parametrize("template", [None])
+@pytest.mark.parametrize("template", [None, "{{ .Prompt }}"])
 def test_insert_capability_from_fim_tokens_whatever_the_template(
     store: Store, tmp_path: Path, make_gguf: Callable[..., Path], template: str | None
 ) -> None:
