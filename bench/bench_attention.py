@@ -43,9 +43,15 @@ def pyollama_shape(model: Model, flash: str, threads: int, depth: int, n_prompt:
         batch.clear()
         batch.add_sequence(_filler(depth)[start : start + 512], start, 0, True)
         ctx.decode(batch)
+    # warm-up, as llama-bench's: the first graph of a new batch size is planned and allocated
     batch.clear()
     if n_prompt:
         batch.add_sequence(_filler(n_prompt), depth, 0, True)
+    else:
+        batch.add(99, depth, 0, True)
+    ctx.decode(batch)
+    ctx.seq_rm(0, depth, -1)
+    if n_prompt:
         t0 = time.perf_counter()
         ctx.decode(batch)
         return n_prompt / (time.perf_counter() - t0)
