@@ -73,7 +73,7 @@ FIELDS: dict[str, list[str]] = {
     "/api/show": ["model", "verbose"],
     "/api/create": ["model", "system", "template", "parameters", "quantize", "messages", "license"],
     "/api/copy": ["source", "destination"],
-    "/api/push": ["model", "insecure"],
+    "/api/push": ["insecure"],
 }
 TAKES_OPTIONS = ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings")
 PLACEHOLDER = "@@VALUE@@"
@@ -109,11 +109,23 @@ def _requests() -> st.SearchStrategy[tuple[str, str]]:
             targets += [f"parameters.{name}" for name in OPTIONS]
         if path in ("/api/chat", "/v1/chat/completions"):
             targets += ["message.content"]
+        # a valid reply length would only make the model write for minutes (a context shift
+        # keeps going): those fields get the invalid values
+        bounded = ["options.num_predict", "max_tokens"]
         values = st.sampled_from(VALUES)
-        cases.append(st.tuples(st.just(path), st.builds(_body, st.just(path), st.sampled_from(targets), values)))
+        cases.append(st.tuples(st.just(path), st.builds(_body, st.just(path),
+                                                        st.sampled_from([t for t in targets if t not in bounded]), values)))
+        if any(t in bounded for t in targets):
+            lengths = st.sampled_from([v for v in VALUES if v not in ("-3", "100000", "0.5", "-0.0")])
+            cases.append(st.tuples(st.just(path), st.builds(_body, st.just(path),
+                                                            st.sampled_from([t for t in targets if t in bounded]),
+                                                            lengths)))
         if path in ("/api/chat", "/v1/chat/completions"):
             cases.append(st.tuples(st.just(path), st.builds(_body, st.just(path), st.just("tools"),
                                                             st.sampled_from(TOOLS))))
+        if path == "/api/push":  # never a name a create made: that push would go to the registry
+            names = st.sampled_from([v for v in VALUES if not v.startswith('"') or "\\u" in v or v == '""'])
+            cases.append(st.tuples(st.just(path), st.builds(_body, st.just(path), st.just("model"), names)))
         if path == "/api/chat":
             cases.append(st.tuples(st.just(path), st.builds(_body, st.just(path), st.just("tool_call.arguments"),
                                                             st.sampled_from(TOOL_CALL_ARGUMENTS))))
