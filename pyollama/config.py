@@ -183,6 +183,10 @@ class Config:
     origins: tuple[str, ...] = ()
     context_length: int = 4096
     flash_attention: bool | None = None
+    # OLLAMA_FLASH_ATTENTION unset, a model on the CPU: measure both attention paths for its head
+    # shape at load and take the faster for chat (engine/attention.py) instead of llama.cpp's
+    # auto (PYOLLAMA_MEASURE_ATTENTION=1; off by default: see docs/DIFFERENCES.md)
+    measure_attention: bool = False
     kv_cache_type: str = ""
     debug: int = 0
     noprune: bool = False
@@ -224,6 +228,7 @@ class Config:
             origins=_list(env, "OLLAMA_ORIGINS"),
             context_length=_uint(env, "OLLAMA_CONTEXT_LENGTH", 0) or 4096,
             flash_attention=_optional_bool(env, "OLLAMA_FLASH_ATTENTION"),
+            measure_attention=_bool(env, "PYOLLAMA_MEASURE_ATTENTION"),
             kv_cache_type=_var(env, "OLLAMA_KV_CACHE_TYPE").lower(),
             debug=debug,
             noprune=_bool(env, "OLLAMA_NOPRUNE"),

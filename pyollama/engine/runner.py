@@ -100,6 +100,7 @@ class Runner(RunnerBase):
         num_parallel: int = 4,
         max_queue: int = 512,
         flash_attention: bool | None = None,
+        measure_attention: bool = False,
         kv_cache_type: str = "f16",
         embedding_only: bool = False,
         n_threads: int = 0,
@@ -132,9 +133,10 @@ class Runner(RunnerBase):
         self.n_ctx = max(4, min(self.n_ctx, self.model.n_ctx_train or self.n_ctx))
         self.embedding_only = embedding_only or self.model.is_embedding
         self._offload_share = _offload_share(self.model.n_layer, n_gpu)
-        # OLLAMA_FLASH_ATTENTION: 1 on, 0 off. Unset: embedding contexts let llama.cpp decide;
-        # the generation context measures this CPU when the model stays on it (engine/attention.py)
-        # and uses flash attention when a quantized KV cache asks for it (a quantized V needs it).
+        # OLLAMA_FLASH_ATTENTION: 1 on, 0 off. Unset: llama.cpp decides (auto), except that a
+        # quantized KV cache turns it on (a quantized V needs it) and, with measure_attention
+        # (PYOLLAMA_MEASURE_ATTENTION=1), a model on the CPU measures both paths for its shape
+        # (engine/attention.py). Embedding contexts keep auto.
         self._kv_type = (kv_cache_type or "f16").lower()
         if self._kv_type not in _KV_BYTES:
             log.warning("unsupported OLLAMA_KV_CACHE_TYPE %r, using f16 (%s)", kv_cache_type, ", ".join(_KV_BYTES))
@@ -144,7 +146,7 @@ class Runner(RunnerBase):
         if flash_attention is None and not self.embedding_only:
             if self._kv_type != "f16":
                 self._flash = "on"
-            elif self._offload_share == 0:
+            elif measure_attention and self._offload_share == 0:
                 self._flash = self._measured_flash_attention()
         self.flash_attention = self._flash
         self._adapters = [_load_lora(self.model, p) for p in (adapters or [])]

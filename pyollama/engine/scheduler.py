@@ -146,6 +146,7 @@ class Scheduler:
                 num_parallel=1 if embedding else cfg.num_parallel,
                 max_queue=cfg.max_queue,
                 flash_attention=cfg.flash_attention,
+                measure_attention=cfg.measure_attention,
                 kv_cache_type=cfg.kv_cache_type or "f16",
                 embedding_only=embedding,
                 n_threads=cfg.num_threads,

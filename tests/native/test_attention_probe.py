@@ -51,7 +51,8 @@ def test_cpu_choice_is_the_measured_comparison() -> None:
 def test_runner_on_the_cpu_uses_the_measured_choice_and_says_so(smollm2_path: Path,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="pyollama.attention"):
-        runner = Runner(str(smollm2_path), RunnerOptions(num_ctx=512), num_parallel=1, n_threads=2)
+        runner = Runner(str(smollm2_path), RunnerOptions(num_ctx=512), num_parallel=1, n_threads=2,
+                        measure_attention=True)
     try:
         # smollm2-135m: 9 query heads of 64, 3 KV heads
         assert runner.flash_attention == cpu_flash_attention(64, 9, 3, 2)
@@ -62,7 +63,8 @@ def test_runner_on_the_cpu_uses_the_measured_choice_and_says_so(smollm2_path: Pa
 
 
 @pytest.mark.parametrize(("flash", "kv_type", "expected"), [(True, "f16", "on"), (False, "f16", "off"),
-                                                           (None, "q8_0", "on"), (False, "q8_0", "off")])
+                                                           (None, "q8_0", "on"), (False, "q8_0", "off"),
+                                                           (None, "f16", "auto")])
 def test_the_user_setting_and_a_quantized_cache_decide_without_the_probe(
     smollm2_path: Path, flash: bool | None, kv_type: str, expected: str
 ) -> None:

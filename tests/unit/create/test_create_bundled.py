@@ -51,6 +51,8 @@ def test_bundled_all_minilm_is_converted_on_first_import_then_cached(store: Stor
         "families": ["bert"],
         "parameter_size": "22.57M",
         "quantization_level": "F16",
+        "context_length": 512,
+        "embedding_length": 384,
     }
     assert [layer.media_type for layer in record.manifest.layers] == [MEDIA_MODEL]
     assert not list(store.root.glob("pyollama-create-*"))

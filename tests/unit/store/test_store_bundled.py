@@ -113,7 +113,8 @@ def test_real_bundled_models_are_imported_like_ollama(real_store: tuple[Store, l
     assert names[2:] == ["all-minilm:latest"]
     smol = store.load_record(ModelName.parse("smollm2:135m"))
     assert smol.details() == {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
-                              "parameter_size": "134.52M", "quantization_level": "Q4_1"}
+                              "parameter_size": "134.52M", "quantization_level": "Q4_1",
+                              "context_length": 8192, "embedding_length": 576}
     assert smol.params == {"stop": ["<|im_start|>", "<|im_end|>"]}
     assert smol.template is None
     assert smol.capabilities() == ["completion"]
