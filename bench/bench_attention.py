@@ -3,9 +3,10 @@ two settings, per shape, on this CPU.
 
 Shapes (llama-bench's names): tg32 @ d2048 (a reply at a chat's depth), pp32 @ d2048 (the next
 turn's new tokens), pp512 @ d0 (a long first prompt). pyollama runs a context as its runner
-builds it (flash attention as `engine/attention.py` chooses for the model on this CPU, no
-OLLAMA_FLASH_ATTENTION); llama-bench runs `-fa 0` and `-fa 1` (its default, `auto`, is `1` on
-a CPU) in the same round. Reported: medians of per-round ratios against llama-bench's better
+builds it with PYOLLAMA_MEASURE_ATTENTION=1 (flash attention as `engine/attention.py` chooses
+for the model on this CPU; without it pyollama uses llama.cpp's auto, llama-bench's `-fa 1`
+path); llama-bench runs `-fa 0` and `-fa 1` (its default, `auto`, is `1` on a CPU) in the
+same round. Reported: medians of per-round ratios against llama-bench's better
 setting for that shape, and against its default.
 
     python bench/bench_attention.py --threads 2 --rounds 5 [--out bench/RESULTS.md]
@@ -104,10 +105,10 @@ def main() -> None:
     block = "\n".join([
         BEGIN,
         (f"`python bench/bench_attention.py --threads {args.threads} --rounds {args.rounds}` ({today}; CPU: "
-        f"{cpu_name()}; SmolLM2-135M Q4_1). pyollama's choice on this CPU: flash attention **{choice}** "
+        f"{cpu_name()}; SmolLM2-135M Q4_1). PYOLLAMA_MEASURE_ATTENTION=1 chose flash attention **{choice}** "
         f"({timing.describe()})."),
         "",
-        ("| shape | pyollama t/s | llama-bench -fa 0 | llama-bench -fa 1 (its default) | pyollama / better "
+        ("| shape | pyollama (measured choice) t/s | llama-bench -fa 0 | llama-bench -fa 1 (its default) | pyollama / better "
         "llama-bench setting | pyollama / llama-bench default |"),
         "|---|---|---|---|---|---|",
         *rows,
