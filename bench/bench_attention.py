@@ -35,10 +35,12 @@ def _filler(n: int) -> list[int]:
     return [(i * 7919) % 40000 + 100 for i in range(n)]
 
 
-def pyollama_shape(model: Model, flash: str, threads: int, depth: int, n_prompt: int, n_gen: int) -> float:
+def pyollama_shape(model: Model, flash: str, threads: int, depth: int, n_prompt: int, n_gen: int,
+                   kv_type: str = "f16") -> float:
     """tokens/s for one shape, as llama-bench measures it: fill `depth` tokens, then time a
     prompt of `n_prompt` tokens or `n_gen` single-token decodes."""
-    ctx = Context(model, n_ctx=depth + 640, n_batch=512, n_ubatch=512, n_threads=threads, flash_attn=flash)
+    ctx = Context(model, n_ctx=depth + 640, n_batch=512, n_ubatch=512, n_threads=threads, flash_attn=flash,
+                  type_k=kv_type, type_v=kv_type)
     batch = Batch(512, 1)
     for start in range(0, depth, 512):
         batch.clear()
