@@ -252,6 +252,7 @@ class Runner(RunnerBase):
         unified: bool = False,
     ) -> Context:
         nb = n_batch or max(self.options.num_batch, 512)
+        flash = self._flash_embed if embeddings else self._flash
         try:
             return Context(
                 self.model,
@@ -262,9 +263,9 @@ class Runner(RunnerBase):
                 n_threads=self._n_threads,
                 embeddings=embeddings,
                 pooling=pooling,
-                flash_attn=self._flash_embed if embeddings else self._flash,
+                flash_attn=flash,
                 type_k=self._kv_type,
-                type_v=self._kv_type if (self._flash_embed if embeddings else self._flash) == "on" else "f16",
+                type_v=self._kv_type if flash == "on" else "f16",
                 kv_unified=unified,
             )
         except (RuntimeError, ValueError) as e:

@@ -66,6 +66,21 @@ def _matching_entries(directory: Path, part: str, want_dirs: bool) -> list[str]:
     return out
 
 
+def _digests_of(data: bytes) -> set[str]:
+    """The digests manifest bytes reference; none when they do not parse."""
+    try:
+        return Manifest.from_bytes(data).digests()
+    except ValueError:
+        return set()
+
+
+def _read_with_mtime(path: Path) -> tuple[bytes, float]:
+    """A file's bytes and the mtime of that same file (one open: a replace in between cannot
+    pair one version's bytes with another's time)."""
+    with path.open("rb") as f:
+        return f.read(), os.fstat(f.fileno()).st_mtime
+
+
 def _entries(directory: Path, files: bool) -> list[str]:
     """The names of the subdirectories (or regular files, not dotfiles) of `directory`;
     none when it is gone."""
@@ -270,8 +285,8 @@ class Store:
     def _digests_at(self, path: Path) -> set[str]:
         """The digests the manifest at `path` references; none when absent or unreadable."""
         try:
-            return Manifest.from_bytes(path.read_bytes()).digests()
-        except (OSError, ValueError):
+            return _digests_of(path.read_bytes())
+        except OSError:
             return set()
 
     def _iter_manifest_paths(self) -> Iterator[tuple[ModelName, Path]]:
@@ -297,9 +312,7 @@ class Store:
         entries = []
         for name, path in self._iter_manifest_paths():
             try:
-                with path.open("rb") as f:
-                    data = f.read()
-                    mtime = os.fstat(f.fileno()).st_mtime
+                data, mtime = _read_with_mtime(path)
                 manifest = Manifest.from_bytes(data)
             except FileNotFoundError:
                 continue  # deleted since the walk
@@ -323,9 +336,7 @@ class Store:
         found = self._require(name)
         path = self.manifest_path(found)
         try:
-            with path.open("rb") as f:
-                data = f.read()
-                mtime = os.fstat(f.fileno()).st_mtime
+            data, mtime = _read_with_mtime(path)
         except FileNotFoundError:
             raise NotFoundError(f"model '{name.display}' not found") from None
         try:
@@ -370,7 +381,7 @@ class Store:
             data = src_path.read_bytes()
             old = self._digests_at(dst_path)
             _atomic_write(dst_path, data)
-            unused = old - self._digests_at(dst_path)
+            unused = old - _digests_of(data)
             if unused and prune:
                 self.remove_unused_blobs(unused)
 
@@ -379,10 +390,7 @@ class Store:
         with self.lock:
             found = self._require(name)
             path = self.manifest_path(found)
-            try:
-                candidates = Manifest.from_bytes(path.read_bytes()).digests()
-            except ValueError:
-                candidates = set()
+            candidates = self._digests_at(path)
             path.unlink()
             self._prune_dirs(path.parent)
             self.remove_unused_blobs(candidates)
