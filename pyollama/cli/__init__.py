@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("-f", "--file", help="Name of the Modelfile (default: Modelfile)")
     p.add_argument("-q", "--quantize", help="Quantize model to this level (e.g. q4_K_M)")
+    p.add_argument("--draft-quantize", help="Quantize the DRAFT model to this level (e.g. q8_0)")
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("show", help="Show information for a model")

@@ -136,6 +136,8 @@ class Scheduler:
         cfg = self.config
         embedding = "embedding" in record.capabilities() and "completion" not in record.capabilities()
         projector = str(record.projector_paths[0]) if record.projector_paths and not embedding else None
+        # A different draft is a different manifest, so a different digest: reloads need nothing more.
+        draft = str(record.draft_path) if record.draft_path is not None and not embedding else None
         # Loading happens with the lock released so other models keep serving.
         self._loading.add(record.digest)
         self._cond.release()
@@ -152,6 +154,7 @@ class Scheduler:
                 n_threads=cfg.num_threads,
                 adapters=[str(p) for p in record.adapter_paths],
                 projector=projector,
+                draft_model=draft,
                 repack=self._repack_for(record.digest),
             )
         finally:

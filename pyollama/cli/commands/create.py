@@ -72,6 +72,7 @@ def _resolve(raw: str, base_dir: Path) -> Path:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from pyollama.store.create.draft import ERR_DRAFT_IS_MODEL
     from pyollama.store.modelfile import parse_modelfile
 
     client = Client.from_env()
@@ -88,8 +89,11 @@ def cmd_create(args: argparse.Namespace) -> int:
     for warning in mf.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     req: dict[str, Any] = {"model": args.model}
-    if mf.from_ is not None:
-        source = _resolve(mf.from_, base_dir)
+    source = _resolve(mf.from_, base_dir) if mf.from_ is not None else None
+    draft = _resolve(mf.draft, base_dir) if mf.draft is not None else None
+    if draft is not None and source is not None and draft.resolve() == source.resolve():
+        raise ClientError(400, ERR_DRAFT_IS_MODEL)
+    if source is not None:
         if source.exists():
             req["files"] = upload_files(client, source, printer)
         else:
@@ -99,8 +103,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         for adapter in mf.adapters:
             adapters.update(upload_files(client, _resolve(adapter, base_dir), printer))
         req["adapters"] = adapters
-    if mf.draft is not None:
-        req["draft_files"] = upload_files(client, _resolve(mf.draft, base_dir), printer)
+    if draft is not None:
+        req["draft_files"] = upload_files(client, draft, printer)
     printer.finish()
     for key in ("template", "system", "renderer", "parser", "requires"):
         value = getattr(mf, key)
@@ -114,6 +118,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         req["messages"] = mf.messages
     if args.quantize:
         req["quantize"] = args.quantize
+    if args.draft_quantize:
+        req["draft_quantize"] = args.draft_quantize
     try:
         for event in client.stream("POST", "/api/create", req):
             printer.event(event)

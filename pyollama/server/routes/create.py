@@ -30,6 +30,7 @@ from pyollama.server.bodies import (
 )
 from pyollama.server.streaming import progress_response
 from pyollama.store.create import CreateRequest, Pull, check_file_map, check_info, create_model
+from pyollama.store.create.draft import ERR_DRAFT_QUANTIZE_NO_DRAFT
 from pyollama.store.names import ModelName
 
 bp = Blueprint("create", __name__)
@@ -114,10 +115,9 @@ def create() -> Response:
     state = get_state()
     fields = decode_struct(read_json(request), CREATE_SPEC, "CreateRequest")
     files = check_file_map(fields["files"]) if "files" in fields else None
-    if fields.get("draft_quantize") and not fields.get("draft_files"):
-        raise BadRequestError("--draft-quantize requires a DRAFT model")
-    if fields.get("draft_files"):
-        raise BadRequestError("draft models are not supported by this server")
+    draft_files = check_file_map(fields["draft_files"]) if "draft_files" in fields else None
+    if fields.get("draft_quantize") and not draft_files:
+        raise BadRequestError(ERR_DRAFT_QUANTIZE_NO_DRAFT)
     adapters = check_file_map(fields["adapters"]) if "adapters" in fields else None
     name = ModelName.parse(fields.get("model") or fields.get("name") or "")
     if fields.get("remote_host"):
@@ -131,12 +131,14 @@ def create() -> Response:
         from_=fields.get("from") or None,
         files=files,
         adapters=adapters,
+        draft_files=draft_files,
         template=fields.get("template") or None,
         system=fields.get("system") or None,
         license=_licenses(fields.get("license")),
         parameters=parameters,
         messages=[_message(m) for m in fields.get("messages", []) if m is not None],
         quantize=fields.get("quantize") or fields.get("quantization") or None,
+        draft_quantize=fields.get("draft_quantize") or None,
         renderer=fields.get("renderer") or None,
         parser=fields.get("parser") or None,
         requires=fields.get("requires") or None,

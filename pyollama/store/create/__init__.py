@@ -21,6 +21,7 @@ new blobs, and a failure (or the client going away) removes the blobs this
 create added, so an interrupted create leaves neither a manifest nor a half blob.
 
 - `request`: the request and its checks; `sources`: reading the base layers;
+- `draft`: the DRAFT model (speculative decoding) and its vocabulary check against the model;
 - `quantize`: quantization types and running llama.cpp's quantize; `job`: the pipeline.
 """
 

@@ -21,6 +21,7 @@ from pyollama.errors import BadRequestError, NotFoundError, PyollamaError
 from pyollama.gguf import merge_splits
 from pyollama.golang import json as gojson
 from pyollama.store.blobs import fsync_dir, hash_file
+from pyollama.store.create import draft as drafts
 from pyollama.store.create import sources
 from pyollama.store.create.quantize import (
     QUANTIZABLE_SOURCES,
@@ -41,6 +42,7 @@ from pyollama.store.create.sources import GGUFFile, Planned, SplitSet, layer_sta
 from pyollama.store.leftovers import WORKDIR_PREFIX, hold_directory, sweep_leftovers
 from pyollama.store.manifest import (
     CONFIG_MEDIA_TYPE,
+    MEDIA_DRAFT,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
@@ -111,10 +113,14 @@ class _CreateJob:
         store = self.store
         sweep_leftovers(store.root)  # what killed creates left, not what live ones hold
         target = store.canonical(ModelName.parse(req.model))
-        for digest in [*(req.files or {}).values(), *(req.adapters or {}).values()]:
+        uploads = [*(req.files or {}).values(), *(req.adapters or {}).values(), *(req.draft_files or {}).values()]
+        for digest in uploads:
             if isinstance(digest, str):
                 self._hold(digest)  # before they are read: a delete elsewhere keeps them
+        if req.draft_quantize and not req.draft_files:
+            raise BadRequestError(drafts.ERR_DRAFT_QUANTIZE_NO_DRAFT)
         want = normalize_quantize(req.quantize) if req.quantize else None
+        want_draft = normalize_quantize(req.draft_quantize) if req.draft_quantize else None
         if req.template:
             check_template(req.template)
 
@@ -150,9 +156,19 @@ class _CreateJob:
                 gguf_files, splits = sources.gguf_files(store, files)
         else:
             raise BadRequestError(ERR_NO_SOURCE)
+        draft = drafts.read_draft(store, req.draft_files) if req.draft_files is not None else None
         adapters = sources.adapters(store, req.adapters) if req.adapters is not None else []
 
         model_info = sources.model_info(base, gguf_files, splits)
+        if draft is not None:
+            model_digests = {p.layer.digest for p in base if p.layer.media_type == MEDIA_MODEL}
+            model_digests.update(e.digest for e in gguf_files if e.media_type == MEDIA_MODEL)
+            if draft.single is not None and draft.single.digest in model_digests:
+                raise BadRequestError(drafts.ERR_DRAFT_IS_MODEL)
+            if want_draft is not None:
+                drafts.check_draft_quantize(draft.info, want_draft)
+            if model_info is not None:
+                drafts.check_vocab(model_info, draft.info)  # after a conversion, below, otherwise
         if model_info is not None and adapters:
             for adapter in adapters:
                 arch = adapter.info.architecture if adapter.info is not None else ""
@@ -186,13 +202,26 @@ class _CreateJob:
             planned.append(self._merge(split))
         if safetensors is not None:
             yield _progress("converting model")
-            planned.append(self._convert(safetensors))
+            converted = self._convert(safetensors)
+            if draft is not None and converted.info is not None:
+                drafts.check_vocab(converted.info, draft.info)
+            planned.append(converted)
+        new_draft: Planned | None = None
+        if draft is not None:  # Ollama reads the draft files after the model's
+            for _ in draft.files:
+                yield _progress("parsing GGUF")
+            new_draft = self._draft_layer(draft)
         for item in planned:
             if item.layer.media_type == MEDIA_MODEL and not item.layer.from_:
                 sources.check_loadable(store.blobs.path(item.layer.digest), req.model)
+        if draft is not None and new_draft is not None:
+            sources.check_loadable(store.blobs.path(new_draft.layer.digest), f"DRAFT {draft.name}")
         # Model layers first (Ollama keeps file order; a stable order keeps digests stable).
         planned.sort(key=lambda p: p.layer.media_type != MEDIA_MODEL)
         planned.extend(adapters)
+        if new_draft is not None:
+            # A new draft replaces the one a `from` model has; after the adapters, as Ollama orders them.
+            planned = [p for p in planned if p.layer.media_type != MEDIA_DRAFT] + [new_draft]
 
         if want is not None:
             for i, item in enumerate(planned):
@@ -200,6 +229,12 @@ class _CreateJob:
                     current = source_file_type(item.info)
                     if current != want:
                         planned[i] = yield from self._quantize(item, current, want)
+        if want_draft is not None:
+            for i, item in enumerate(planned):
+                if item.layer.media_type == MEDIA_DRAFT and item.info is not None and not item.layer.from_:
+                    current = source_file_type(item.info)
+                    if current != want_draft:
+                        planned[i] = yield from self._quantize(item, current, want_draft)
 
         planned = self._metadata_layers(planned)
         config = self._config(planned, base_config)
@@ -240,10 +275,19 @@ class _CreateJob:
         info = self.store.gguf_info(target)
         return Planned(Layer(media_type, digest, size), layer_status(existed, digest), info)
 
-    def _merge(self, split: SplitSet) -> Planned:
-        out = self._work() / "merged.gguf"
+    def _merge(self, split: SplitSet, media_type: str = MEDIA_MODEL) -> Planned:
+        out = self._work() / f"merged-{media_type.rsplit('.', 1)[-1]}.gguf"
         merge_splits([(p.path, p.layout) for p in split.parts], out)
-        return self._adopt(out, MEDIA_MODEL)
+        return self._adopt(out, media_type)
+
+    def _draft_layer(self, draft: drafts.DraftSource) -> Planned:
+        """The draft layer: the uploaded blob itself, or the split set merged."""
+        if draft.split is not None:
+            return self._merge(draft.split, MEDIA_DRAFT)
+        assert draft.single is not None
+        entry = draft.single
+        layer = Layer(MEDIA_DRAFT, entry.digest, entry.path.stat().st_size)
+        return Planned(layer, layer_status(True, entry.digest), entry.info)
 
     def _convert(self, files: Mapping[str, str]) -> Planned:
         from pyollama.store.convert import convert_safetensors_dir
@@ -260,10 +304,11 @@ class _CreateJob:
         return self._adopt(out, MEDIA_MODEL)
 
     def _quantize(self, item: Planned, current: str, want: str) -> Generator[dict[str, Any], None, Planned]:
-        out = self._work() / f"quantized-{want}.gguf"
+        media_type = item.layer.media_type
+        out = self._work() / f"quantized-{media_type.rsplit('.', 1)[-1]}-{want}.gguf"
         yield from quantize_file(self.store.blobs.path(item.layer.digest), out, current, want, item.layer.size)
         yield _progress("verifying conversion")
-        quantized = self._adopt(out, MEDIA_MODEL)
+        quantized = self._adopt(out, media_type)
         got = source_file_type(quantized.info) if quantized.info is not None else "unknown"
         if got != want:
             raise PyollamaError(f"quantization to {want} produced a {got} model")
@@ -359,6 +404,10 @@ class _CreateJob:
         if isinstance(capabilities, list) and capabilities:
             config["capabilities"] = capabilities
         apply_info(config, req.info)
+        draft = next((p.info for p in planned if p.layer.media_type == MEDIA_DRAFT and p.info), None)
+        if draft is not None:
+            # Ollama's model.Draft; its tensor_prefix and config are for drafts built into the model.
+            config["draft"] = {"model_format": "gguf", "architecture": draft.architecture}
         config["architecture"] = "amd64"
         config["os"] = "linux"
         config["rootfs"] = {"type": "layers", "diff_ids": [p.layer.digest for p in planned]}

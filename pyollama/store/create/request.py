@@ -31,12 +31,14 @@ class CreateRequest:
     from_: str | None = None
     files: dict[str, str] | None = None
     adapters: dict[str, str] | None = None
+    draft_files: dict[str, str] | None = None  # the DRAFT model for speculative decoding
     template: str | None = None
     system: str | None = None
     license: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     quantize: str | None = None
+    draft_quantize: str | None = None
     renderer: str | None = None
     parser: str | None = None
     requires: str | None = None
@@ -52,7 +54,8 @@ def valid_file_path(name: str) -> bool:
 
 
 def check_file_map(files: Mapping[str, str]) -> dict[str, str]:
-    """Check a `files`/`adapters` map: relative paths, well-formed digests; canonical digests out."""
+    """Check a `files`, `adapters` or `draft_files` map: relative paths, well-formed digests;
+    canonical digests out."""
     for name, digest in files.items():
         if not valid_file_path(name):
             raise BadRequestError(ERR_FILE_PATH)

@@ -14,7 +14,14 @@ from typing import Any
 from pyollama.errors import BadRequestError, NotFoundError
 from pyollama.gguf import GGUFInfo, GGUFLayout, InvalidGGUFError, has_gguf_magic, read_layout
 from pyollama.store.create.request import ERR_NO_FILES, ERR_ONE_ADAPTER, ERR_UNKNOWN_TYPE, check_file_map
-from pyollama.store.manifest import MEDIA_ADAPTER, MEDIA_MODEL, MEDIA_PROJECTOR, CorruptManifestError, Layer
+from pyollama.store.manifest import (
+    MEDIA_ADAPTER,
+    MEDIA_DRAFT,
+    MEDIA_MODEL,
+    MEDIA_PROJECTOR,
+    CorruptManifestError,
+    Layer,
+)
 from pyollama.store.names import ModelName
 from pyollama.store.store import Store
 
@@ -31,7 +38,7 @@ class Planned:
 
     layer: Layer
     status: str
-    info: GGUFInfo | None = None  # the GGUF header, for model, projector and adapter layers
+    info: GGUFInfo | None = None  # the GGUF header, for model, projector, adapter and draft layers
 
 
 @dataclass
@@ -74,7 +81,7 @@ def from_model(store: Store, name: ModelName) -> tuple[list[Planned], dict[str, 
         if not store.blobs.exists(layer.digest):
             raise CorruptManifestError(f"model '{name.display}': blob {layer.digest} is missing")
         info = None
-        if layer.media_type in (MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER):
+        if layer.media_type in (MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER, MEDIA_DRAFT):
             try:
                 info = store.gguf_info(store.blobs.path(layer.digest))
             except InvalidGGUFError:
