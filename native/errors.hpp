@@ -37,5 +37,6 @@ void bind_quantize(py::module_ & m);
 void bind_rpc(py::module_ & m);
 void bind_mtmd(py::module_ & m);
 void bind_attention(py::module_ & m);
+void bind_json(py::module_ & m);
 
 }  // namespace pyollama

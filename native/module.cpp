@@ -19,4 +19,5 @@ PYBIND11_MODULE(_native, m) {
     pyollama::bind_rpc(m);
     pyollama::bind_mtmd(m);
     pyollama::bind_attention(m);
+    pyollama::bind_json(m);
 }

@@ -7,7 +7,7 @@ import typing
 import numpy
 import numpy.typing
 
-__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'attention_seconds', 'backend_init', 'backends', 'cpu_extra_buffer_types', 'devices', 'has_rpc', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'rpc_add_server', 'rpc_check_endpoint', 'rpc_proto_version', 'rpc_registered', 'rpc_start_server', 'sample_many', 'set_log_level', 'time_us']
+__all__: list[str] = ['Batch', 'ChatParams', 'ChatTemplates', 'CommonSampler', 'Context', 'LoraAdapter', 'Model', 'MtmdChunks', 'MtmdContext', 'SamplerChain', 'attention_seconds', 'backend_init', 'backends', 'cpu_extra_buffer_types', 'devices', 'float32_json', 'has_rpc', 'json_schema_to_grammar', 'llama_build_info', 'mtmd_default_marker', 'print_system_info', 'quantize', 'quantize_types', 'rpc_add_server', 'rpc_check_endpoint', 'rpc_proto_version', 'rpc_registered', 'rpc_start_server', 'sample_many', 'set_log_level', 'time_us']
 class Model:
     def __init__(self, path: str, n_gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0, use_mmap: bool = True, use_mlock: bool = False, vocab_only: bool = False, main_gpu: typing.SupportsInt | typing.SupportsIndex = 0, progress: typing.Any = None, check_tensors: bool = False, repack: bool = True) -> None:
         """
@@ -455,6 +455,10 @@ def backends() -> list[str]:
     ...
 def devices() -> list[typing.Any]:
     ...
+def float32_json(values: numpy.typing.ArrayLike) -> str:
+    """
+    JSON text of float32 values as Go's encoding/json writes []float32 (or [][]float32)
+    """
 def json_schema_to_grammar(schema_json: str) -> str:
     """
     json_schema_to_grammar (common): GBNF for a JSON schema; ValueError when unsupported

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from pyollama.engine.logprobs import Logprob
 from pyollama.options import PredictOptions
 
@@ -48,5 +51,5 @@ class CompletionRequest:
 
 @dataclass
 class EmbedResult:
-    embeddings: list[list[float]]
+    embeddings: npt.NDArray[np.float32]  # one pooled vector per input, in input order: [n_inputs, n_embd]
     prompt_eval_count: int

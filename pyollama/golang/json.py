@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from pyollama.golang.fmt import type_name
 from pyollama.golang.strconv import format_float as _strconv_format_float
 from pyollama.golang.strconv import quote_rune
@@ -54,14 +56,19 @@ def quote(s: str) -> str:
     return '"' + _NEEDS_ESCAPE.sub(_escape_char, s) + '"'
 
 
-def format_float(f: float) -> str:
-    """A float64 as encoding/json writes it: shortest digits, 'e' notation (e-7, not e-07) only
-    below 1e-6 and from 1e21 on. UnsupportedValueError for NaN and the infinities."""
+def format_float(f: float, bits: int = 64) -> str:
+    """A float64 (or, with bits=32, a float32: a []float32's element) as encoding/json writes it:
+    shortest digits, 'e' notation (e-7, not e-07) only below 1e-6 and from 1e21 on (compared as
+    a float32 for 32 bits). UnsupportedValueError for NaN and the infinities."""
     if math.isnan(f) or math.isinf(f):
         raise UnsupportedValueError(f"json: unsupported value: {_strconv_format_float(f)}")
-    a = abs(f)
-    fmt = "e" if a != 0 and (a < 1e-6 or a >= 1e21) else "f"
-    s = _strconv_format_float(f, fmt, -1)
+    if bits == 32:
+        a32 = abs(np.float32(f))
+        exponent = a32 != 0 and bool(a32 < np.float32(1e-6) or a32 >= np.float32(1e21))
+    else:
+        exponent = f != 0 and (abs(f) < 1e-6 or abs(f) >= 1e21)
+    fmt = "e" if exponent else "f"
+    s = _strconv_format_float(f, fmt, -1, bits)
     if fmt == "e":
         s = re.sub(r"e-0(\d)$", r"e-\1", s)
     return s

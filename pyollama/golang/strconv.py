@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 
 class NumError(ValueError):
     """strconv's ErrSyntax: the text is not a valid literal (str(): "invalid syntax")."""
@@ -53,9 +55,16 @@ def quote_rune(code: int) -> str:
     return "'" + quote(chr(code))[1:-1] + "'"
 
 
-def _shortest_digits(f: float) -> tuple[str, int]:
-    """Shortest round-trip decimal digits of |f| and the decimal point position: 0.DIGITS x 10^dp."""
-    mantissa, _, exp = repr(abs(f)).partition("e")
+def _shortest_digits(f: float, bit_size: int = 64) -> tuple[str, int]:
+    """Shortest round-trip decimal digits of |f| (as a float64, or as a float32 for bit_size 32)
+    and the decimal point position: 0.DIGITS x 10^dp."""
+    if bit_size == 32:
+        # numpy's unique float32 digits (Dragon4): the shortest that read back as the same float32,
+        # the closest of those on a tie, as Go's 32-bit shortest formatting picks them.
+        text = np.format_float_scientific(np.float32(abs(f)), unique=True, trim="-")
+    else:
+        text = repr(abs(f))
+    mantissa, _, exp = text.partition("e")
     whole, _, frac = mantissa.partition(".")
     m = whole + frac
     point = len(whole) + (int(exp) if exp else 0)
@@ -83,12 +92,15 @@ def _format_f_shortest(digits: str, dp: int) -> str:
     return digits[:dp] + "." + digits[dp:]
 
 
-def format_float(f: float, fmt: str = "g", prec: int = -1) -> str:
-    """strconv.FormatFloat(f, fmt, prec, 64) for fmt in e, E, f, g, G (prec -1: shortest), and in
-    x, X with prec -1.
+def format_float(f: float, fmt: str = "g", prec: int = -1, bit_size: int = 64) -> str:
+    """strconv.FormatFloat(f, fmt, prec, bit_size) for fmt in e, E, f, g, G (prec -1: shortest),
+    and in x, X with prec -1 (64 bits only). With bit_size 32, f is taken as a float32 (rounded
+    to one first): only the shortest digits differ, 0.1 rather than 0.10000000149011612.
 
     `format_float(f)` ('g', shortest) is also fmt's %v of a float64: 1, 0.7, 1e+06, 1e-05.
     """
+    if bit_size == 32:
+        f = float(np.float32(f))
     if math.isnan(f):
         return "NaN"
     if math.isinf(f):
@@ -109,7 +121,7 @@ def format_float(f: float, fmt: str = "g", prec: int = -1) -> str:
         if eprec > len(digits) and len(digits) >= dp:
             eprec = len(digits)
     else:
-        digits, dp = _shortest_digits(f)
+        digits, dp = _shortest_digits(f, bit_size)
         if fmt in "eE":
             return sign + _format_e_shortest(digits, dp, upper)
         if fmt in "fF":

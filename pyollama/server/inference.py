@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from flask import Response, request
 
 from pyollama.engine.options import parse_options, split_options
@@ -369,20 +370,17 @@ def start_chat(state: ServerState, req: ChatRequest, started: int) -> InferenceR
 # -- embed ------------------------------------------------------------------------------------
 
 
-def normalize(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
-    """L2-normalise each vector; `0 < dimensions < len` truncates first (then normalises)."""
-    out = []
-    for vector in vectors:
-        arr = np.asarray(vector, dtype=np.float64)
-        if 0 < dimensions < arr.size:
-            arr = arr[:dimensions]
-        if not np.all(np.isfinite(arr)):
-            raise BadRequestError("embedding contains NaN or Inf values")
-        norm = float(np.linalg.norm(arr))
-        if norm > 0:
-            arr = arr / norm
-        out.append(arr.astype(np.float32).tolist())
-    return out
+def normalize(vectors: npt.ArrayLike, dimensions: int) -> npt.NDArray[np.float32]:
+    """L2-normalise each row (in float64); `0 < dimensions <
+    width` truncates first (then normalises). A zero row stays zero."""
+    arr = np.array(vectors, dtype=np.float64, ndmin=2)
+    if 0 < dimensions < arr.shape[1]:
+        arr = arr[:, :dimensions]
+    if not np.all(np.isfinite(arr)):
+        raise BadRequestError("embedding contains NaN or Inf values")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    unit: npt.NDArray[np.float64] = np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    return unit.astype(np.float32)
 
 
 def _embed(
@@ -435,4 +433,5 @@ def legacy_embedding(state: ServerState, req: EmbeddingsRequest, started: int) -
     result, _ = _embed(state, req.model, req.options, req.keep_alive, started, inputs)
     if result is None:
         return {"embedding": []}
-    return {"embedding": [float(x) for x in result.embeddings[0]]}
+    # Ollama's legacy reply carries float64s (each float32 widened), so Python's own floats
+    return {"embedding": result.embeddings[0].astype(np.float64).tolist()}

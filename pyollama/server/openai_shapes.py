@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import random
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from pyollama.engine.chat_format import tool_call_to_openai
 
@@ -235,15 +237,18 @@ class CompletionChunks:
 # -- embeddings -----------------------------------------------------------------------------------
 
 
-def _float32_base64(vector: list[float]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+def _float32_base64(vector: npt.ArrayLike) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
 def embedding_list(model: str, body: Mapping[str, Any], encoding_format: str) -> dict[str, Any]:
+    """OpenAI's list of an /api/embed body's vectors (rows of a float32 array, which json_text
+    writes as Go's []float32, or base64 of their little-endian float32 bytes)."""
     as_base64 = encoding_format.lower() == "base64"
+    vectors = body.get("embeddings")
     data = [
         {"object": "embedding", "embedding": _float32_base64(vector) if as_base64 else vector, "index": i}
-        for i, vector in enumerate(body.get("embeddings") or [])
+        for i, vector in enumerate(vectors if vectors is not None else [])
     ]
     tokens = int(body.get("prompt_eval_count", 0))
     return {

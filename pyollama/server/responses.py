@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from pyollama import _native
 from pyollama.errors import PyollamaError
 from pyollama.server.auth import ApiKeyError
 
@@ -40,10 +44,33 @@ _ANTHROPIC_ERROR_TYPES = {
 }
 
 
+def json_text(body: Any) -> str:
+    """Compact JSON like Go's encoding/json (no spaces, non-ASCII kept as UTF-8).
+
+    A NumPy array in the body (the vectors of an embedding reply) is written as Go writes a
+    []float32 or [][]float32, with the shortest digits of each float32
+    (`golang.json.format_float(x, 32)`), by `_native.float32_json`: 100k numbers in a few ms
+    rather than Python's 40 ms for its longer float64 digits. json.dumps writes a one-off
+    stand-in string for each array (its `default` hook runs for arrays only), and the array's
+    text then takes the quoted stand-in's place."""
+    arrays: list[npt.NDArray[Any]] = []
+    stand_in = "pyollama-array-" + secrets.token_hex(8) + "-"
+
+    def array_stand_in(value: Any) -> str:
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        arrays.append(value)
+        return f"{stand_in}{len(arrays) - 1}"
+
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=array_stand_in)
+    if not arrays:
+        return text
+    return re.sub(f'"{stand_in}(\\d+)"', lambda m: _native.float32_json(arrays[int(m.group(1))]), text)
+
+
 def json_response(body: Any, status: int = 200, content_type: str = JSON_UTF8) -> Response:
-    """Compact JSON like Go's encoding/json (no spaces, non-ASCII kept as UTF-8)."""
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return Response(data, status=status, content_type=content_type)
+    """`json_text(body)` as a response."""
+    return Response(json_text(body), status=status, content_type=content_type)
 
 
 def empty_response(status: int = 200) -> Response:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pyollama.engine.runner import Runner
@@ -149,7 +150,11 @@ def test_embeddings_of_many_inputs_match_single_ones(runner: Runner) -> None:
     many = runner.embed(inputs)
     assert len(many.embeddings) == 20
     one = runner.embed([inputs[7]])
-    assert many.embeddings[7] == pytest.approx(one.embeddings[0], rel=1e-3, abs=1e-4)
+    # not bit for bit with a causal model: the 100 tokens of the 20 inputs share one decode, whose
+    # flash attention takes llama.cpp's tiled kernel (float32 sums), while 5 tokens alone take its
+    # row kernel (float16 sums over an f16 KV cache)
+    a, b = many.embeddings[7], one.embeddings[0]
+    assert float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b)) >= 0.9995
     assert many.prompt_eval_count == sum(len(runner.tokenize(t, parse_special=False)) for t in inputs)
 
 

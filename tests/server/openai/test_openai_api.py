@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import openai
 import pytest
 import requests
@@ -40,7 +40,9 @@ def test_embeddings_match_ollama_embed(oai: openai.OpenAI, openai_server: LiveSe
     body = native.json()
     assert reply.object == "list" and reply.model == EMBED_MODEL
     assert [d.index for d in reply.data] == [0, 1]
-    assert [d.embedding for d in reply.data] == body["embeddings"]
+    # the same float32 values: the client reads base64 float32s, /api/embed writes each float32's
+    # shortest digits (as Go does), which read back as another float64 but the same float32
+    assert np.array_equal(np.float32([d.embedding for d in reply.data]), np.float32(body["embeddings"]))
     assert len(reply.data[0].embedding) == 384
     assert reply.usage.prompt_tokens == reply.usage.total_tokens == body["prompt_eval_count"]
 
@@ -51,7 +53,7 @@ def test_embeddings_base64_is_little_endian_float32(openai_server: LiveServer) -
     packed = requests.post(url, json={"model": EMBED_MODEL, "input": "hello", "encoding_format": "base64"},
                            timeout=120).json()
     raw = base64.b64decode(packed["data"][0]["embedding"])
-    assert list(struct.unpack(f"<{len(raw) // 4}f", raw)) == floats["data"][0]["embedding"]
+    assert np.array_equal(np.frombuffer(raw, dtype="<f4"), np.float32(floats["data"][0]["embedding"]))
 
 
 def test_embeddings_dimensions_truncate_and_renormalise(oai: openai.OpenAI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pyollama.golang import json as gojson
@@ -23,6 +24,27 @@ def test_marshal_keeps_order_for_struct_like_dicts_when_asked() -> None:
 )
 def test_floats_use_go_notation(value: float, text: str) -> None:
     assert gojson.marshal(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    # what json.Marshal writes for these float32 values (a []float32's elements): the shortest
+    # digits of the float32, not of the float64 it widens to (0.1, not 0.10000000149011612)
+    [(0.1, "0.1"), (0.012345679, "0.012345679"), (1.0, "1"), (-0.0, "-0"), (0.0, "0"), (16777217.0, "16777216"),
+     (1e20, "100000000000000000000"), (1e21, "1e+21"), (3.4028235e38, "3.4028235e+38"), (1e-7, "1e-7"),
+     (-2.5e-10, "-2.5e-10"), (1e-45, "1e-45"), (1e-6, "0.000001"), (9.99999e-7, "9.99999e-7"),
+     (1.5e-6, "0.0000015"), (123456.78, "123456.78")],
+)
+def test_float32_uses_its_own_shortest_digits_in_go_notation(value: float, text: str) -> None:
+    assert gojson.format_float(value, 32) == text
+
+
+def test_float32_threshold_is_compared_as_a_float32() -> None:
+    # float32(1e-6) is 9.99999997e-07 as a float64, below 1e-6; Go compares the float32 with
+    # float32(1e-6), so it stays in 'f' notation (a float64 of that value goes to 'e')
+    just_below = float(np.float32(1e-6))
+    assert gojson.format_float(just_below, 32) == "0.000001"
+    assert gojson.format_float(just_below) == "9.999999974752427e-7"
 
 
 def test_nan_and_complex_are_unsupported_with_go_text() -> None:
