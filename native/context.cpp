@@ -220,6 +220,21 @@ void bind_context(py::module_ & m) {
             llama_set_n_threads(h.ctx, n, nb > 0 ? nb : n);
             if (h.threadpool) attach_threadpools(h, n, nb > 0 ? nb : n);  // grows the pool if needed
         }, py::arg("n_threads"), py::arg("n_threads_batch") = 0)
+        .def("share_threadpool", [](const ContextPtr & h, const ContextPtr & other) {
+            if (!other || other.get() == h.get()) raise_value("share_threadpool needs another context");
+            std::scoped_lock lock(h->mutex, other->mutex);
+            if (!other->threadpool) raise_value("the other context has no thread pool");
+            if (other->threadpool_owner) raise_value("the other context runs on a borrowed thread pool");
+            llama_detach_threadpool(h->ctx);
+            if (h->threadpool) h->retired_threadpools.push_back(h->threadpool);
+            h->threadpool = nullptr;
+            h->threadpool_size = 0;
+            llama_attach_threadpool(h->ctx, other->threadpool, nullptr);
+            h->threadpool_owner = other;
+        }, py::arg("other"),
+           "run on `other`'s CPU thread pool: for contexts used one after the other from one thread (a "
+           "draft model beside its model), so that one pool's idle workers never poll for cores the "
+           "other's need")
         .def("set_embeddings", [](ContextHandle & h, bool on) {
             std::lock_guard<std::mutex> lock(h.mutex);
             llama_set_embeddings(h.ctx, on);

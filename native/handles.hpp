@@ -106,6 +106,9 @@ struct ContextHandle {
     int32_t threadpool_size = 0;
     std::vector<ggml_threadpool *> retired_threadpools;
     void (*threadpool_free)(ggml_threadpool *) = nullptr;
+    // A context that runs on another context's pool (share_threadpool) keeps that context alive,
+    // and so its pool, for as long as it may compute (released after llama_free).
+    std::shared_ptr<ContextHandle> threadpool_owner;
 
     ~ContextHandle() {
         if (ctx) {

@@ -221,6 +221,8 @@ class Context:
         """
     def set_causal_attn(self, on: bool) -> None:
         ...
+    def share_threadpool(self, other: Context) -> None:
+        """run on `other`'s CPU thread pool: for contexts used one after the other from one thread (a draft model beside its model), so that one pool's idle workers never poll for cores the other's need"""
     def set_embeddings(self, on: bool) -> None:
         ...
     def set_lora(self, adapters: collections.abc.Sequence[tuple[LoraAdapter, typing.SupportsFloat | typing.SupportsIndex]]) -> None:

@@ -50,6 +50,10 @@ class PredictOptions:
     mirostat_tau: float = 5.0
     mirostat_eta: float = 0.1
     stop: tuple[str, ...] = field(default_factory=tuple)
+    # Tokens drafted per step for speculative decoding: with the model's draft model, else by
+    # prompt lookup; negative: Ollama's default (4 with a draft model, else 0: off). A load-time
+    # option in Ollama; per request here, since the runner drafts per sequence (no reload).
+    draft_num_predict: int = -1
 
 
 # What native code takes: llama.cpp's int32_t fields and float parameters.
@@ -102,9 +106,6 @@ def _schema() -> dict[str, OptionSpec]:
             specs[f.name] = OptionSpec(
                 kind, load_time, range=_RANGES.get(f.name, bounds), in_ollama=f.name not in NOT_IN_OLLAMA
             )
-    # In Ollama's api.Options at the reference commit (speculative decoding); typed in a
-    # Modelfile like Ollama's FormatParams types it, ignored in requests.
-    specs["draft_num_predict"] = OptionSpec(int, load_time=True, used=False, range=INT32_RANGE)
     return specs
 
 

@@ -14,6 +14,10 @@ the positions of what follows down, and goes on. A memory that cannot move posit
 (recurrent and hybrid models, M-RoPE, sliding-window caches smaller than the context) is
 cleared and the kept tokens are evaluated again instead, as Ollama's runners do.
 `shift: false` ends the generation with "length" instead.
+
+Speculative decoding (engine/speculative.py): a generating sequence with drafts (from the model's
+draft model, or by prompt lookup) puts them in the step's batch after its last token, and
+`_verify` samples them position by position, keeping what the model itself would have sampled.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pyollama.engine.logprobs import compute_logprobs
 from pyollama.engine.prompt_cache import pick_slot
 from pyollama.engine.schema_grammar import schema_grammar
 from pyollama.engine.slots import END, CompletionResult, Slot, SlotState, Task
+from pyollama.engine.speculative import MAX_DRAFT, DraftModel, NgramDrafter, compatible
 from pyollama.engine.types import TOO_LONG, CompletionChunk, CompletionRequest, EmbedResult
 from pyollama.errors import BadRequestError, CanceledError, ModelLoadError, PyollamaError, ServerBusyError
 from pyollama.llama import Batch, Context, LoraAdapter, Model
@@ -53,6 +58,11 @@ VISION_MIN_CTX = 2048
 # Ollama's bound on an open-ended generation (num_predict -1), in contexts: a context shift
 # would otherwise let a model that never stops run forever (llm.boundedNumPredict).
 OPEN_ENDED_CONTEXTS = 10
+# Drafts per step with a draft model when the request does not say (Ollama's draft_num_predict default).
+DRAFT_DEFAULT = 4
+# Rows of a decode whose results ggml's batch-invariant mode keeps independent of the batch
+# (GGML_CPU_INVARIANT_ROWS, vendor/patches/0003): a generation step's tokens and drafts stay within.
+INVARIANT_ROWS = 32
 
 
 class TaskCompletion(Completion):
@@ -107,6 +117,7 @@ class Runner(RunnerBase):
         adapters: list[str] | None = None,
         projector: str | None = None,
         repack: bool = True,
+        draft_model: str | None = None,
     ) -> None:
         t0 = time.perf_counter()
         self.options = options
@@ -173,10 +184,16 @@ class Runner(RunnerBase):
             self.n_batch = self.ctx.n_batch
             self.slots = [Slot(seq_id=i) for i in range(self.num_parallel)]
             self._batch = Batch(self.n_batch, 1)
+            # speculation needs to drop rejected drafts from the KV cache, which a recurrent
+            # state cannot do
+            self._can_draft = not (self.model.is_recurrent or self.model.is_hybrid)
+            self._draft = self._load_draft(draft_model) if draft_model and self._can_draft else None
             self._thread = threading.Thread(target=self._decode_loop, name="pyollama-decode", daemon=True)
             self._thread.start()
         else:
             self.slots = []
+            self._can_draft = False
+            self._draft = None
         self._embedder = Embedder(self.model, self.n_ctx, self._make_context)
         self.load_duration_ns = int((time.perf_counter() - t0) * 1e9)
 
@@ -192,7 +209,13 @@ class Runner(RunnerBase):
             cells = self.n_ctx * self.num_parallel * self.model.n_layer * n_embd_kv
             v_type = self._kv_type if self._flash == "on" else "f16"
             kv = int(cells * (_KV_BYTES.get(self._kv_type, 2.0) + _KV_BYTES.get(v_type, 2.0)))
-        return int(self.model.size) + kv
+        draft = self._draft.size if self._draft is not None else 0
+        return int(self.model.size) + kv + draft
+
+    @property
+    def has_draft(self) -> bool:
+        """Whether the model's draft model is loaded and drafting."""
+        return self._draft is not None
 
     @property
     def size_vram(self) -> int:
@@ -240,6 +263,44 @@ class Runner(RunnerBase):
     def _measured_flash_attention(self) -> str:
         shape = head_shape(self.model)
         return "auto" if shape is None else cpu_flash_attention(*shape, self._n_threads or 1)
+
+    def _load_draft(self, path: str) -> DraftModel | None:
+        """The draft model in a context of its own (a sequence per slot); None, with a warning,
+        when it cannot draft for this model: the model still serves, without speculation."""
+        o = self.options
+        try:
+            model = Model(
+                path,
+                n_gpu_layers=(999 if o.num_gpu < 0 else o.num_gpu),
+                use_mmap=o.use_mmap if o.use_mmap is not None else True,
+                main_gpu=o.main_gpu or 0,
+                repack=self.repack,
+            )
+        except (RuntimeError, ValueError) as e:
+            raise ModelLoadError(f"llama runner process has terminated: draft model: {e}") from e
+        why = compatible(self.model, model)
+        if why is not None:
+            log.warning("not using the draft model %s: %s", path, why)
+            return None
+        try:
+            ctx = Context(
+                model,
+                n_ctx=self.n_ctx * self.num_parallel,
+                n_batch=self.n_batch,
+                n_ubatch=min(self.n_batch, 512),
+                n_seq_max=self.num_parallel,
+                n_threads=self._n_threads,
+                flash_attn=self._flash_embed,
+            )
+        except (RuntimeError, ValueError) as e:
+            raise ModelLoadError(f"failed to create the draft model's context: {e}") from e
+        if self.ctx is not None:
+            try:  # one thread pool: the two contexts take turns on the decode thread
+                ctx.share_threadpool(self.ctx)
+            except ValueError:
+                pass  # no CPU thread pool (all layers offloaded): nothing to share
+        log.info("speculative decoding with draft model %s (%d layers)", path, model.n_layer)
+        return DraftModel(model, ctx)
 
     def _make_context(
         self,
@@ -395,6 +456,12 @@ class Runner(RunnerBase):
         num_predict = request.options.num_predict
         if num_predict < 0 or num_predict > OPEN_ENDED_CONTEXTS * self.n_ctx:
             num_predict = OPEN_ENDED_CONTEXTS * self.n_ctx
+        n_draft = request.options.draft_num_predict
+        if n_draft < 0:
+            n_draft = DRAFT_DEFAULT if self._draft is not None else 0
+        if media is not None or not self._can_draft:
+            n_draft = 0  # image positions have no token ids to draft from or to drop
+        n_draft = min(n_draft, MAX_DRAFT)
         return Task(
             prompt=tokens,
             sampler=sampler,
@@ -404,6 +471,8 @@ class Runner(RunnerBase):
             shift=request.shift,
             num_keep=request.options.num_keep,
             n_top_logprobs=max(0, request.top_logprobs) if request.logprobs else -1,
+            n_draft=n_draft,
+            drafter=NgramDrafter() if n_draft > 0 and self._draft is None else None,
         )
 
     # ---- decode thread ----
@@ -485,60 +554,128 @@ class Runner(RunnerBase):
         self._on_token(slot, tok)
 
     def _step(self) -> None:
-        assert self.ctx is not None
-        batch = self._batch
-        batch.clear()
-        outputs: list[Slot] = []
+        """One round: a decode of every generating sequence's next token (and its drafts), then a
+        decode of one chunk of one pending prompt. They are separate decodes so that what a
+        sequence computes never depends on what else is being evaluated: with ggml's
+        batch-invariant mode (pyollama.llama) greedy output is the same alone, under continuous
+        batching and with drafts."""
         for slot in self.slots:
             if slot.task is not None and slot.task.cancel.is_set():
                 self._finish(slot, reason="")
-        for slot in self.slots:
-            if slot.state is SlotState.GENERATING:
-                slot.i_batch = len(batch)
-                batch.add(slot.last_token, slot.n_past, slot.seq_id, True)
-                outputs.append(slot)
-        budget = self.n_batch - len(batch)
-        for slot in self.slots:
-            if budget <= 0:
-                break
-            if slot.state is not SlotState.PROMPT or slot.task is None:
-                continue
-            task = slot.task
-            if task.replay:
-                chunk = task.replay[:budget]
-                del task.replay[: len(chunk)]
-                last = not task.replay
-            else:
-                chunk = task.prompt[task.i_prompt : task.i_prompt + budget]
-                last = task.i_prompt + len(chunk) == len(task.prompt)
-                task.i_prompt += len(chunk)
-                task.n_evaluated += len(chunk)
-            batch.add_sequence(chunk, slot.n_past, slot.seq_id, last)
-            slot.cache.extend(chunk)
-            budget -= len(chunk)
-            if last:
-                slot.i_batch = len(batch) - 1
-                outputs.append(slot)
-        if not len(batch):
+        self._generation_step()
+        self._prompt_step()
+
+    def _generation_step(self) -> None:
+        assert self.ctx is not None
+        generating = [s for s in self.slots if s.state is SlotState.GENERATING]
+        if not generating:
             return
+        self._propose_drafts()
+        batch = self._batch
+        batch.clear()
+        for slot in generating:
+            slot.i_batch = len(batch)
+            batch.add(slot.last_token, slot.n_past, slot.seq_id, True)
+            for j, tok in enumerate(slot.drafts):
+                batch.add(tok, slot.n_past + 1 + j, slot.seq_id, True)
         rc = self.ctx.decode(batch)
         if rc != 0:
-            self._recover_from_full_cache(outputs, rc)
+            self._recover_from_full_cache(generating, rc)
             return
-        for slot in self.slots:
-            if slot.state is SlotState.GENERATING and slot.last_token >= 0 and slot in outputs:
-                slot.cache.append(slot.last_token)
-        if not outputs:
-            return
-        tokens = sample_many(self.ctx, [s.task.sampler for s in outputs], [s.i_batch for s in outputs])  # type: ignore[union-attr]
-        now = time.perf_counter()
-        for slot, tok in zip(outputs, tokens):
-            if slot.state is SlotState.PROMPT:
-                slot.state = SlotState.GENERATING
-                assert slot.task is not None
-                if not slot.task.t_prompt_done:  # not after a replay (a shift)
-                    slot.task.t_prompt_done = now
+        for slot in generating:
+            slot.cache.append(slot.last_token)
+        plain = [s for s in generating if not s.drafts]
+        tokens = sample_many(self.ctx, [s.task.sampler for s in plain], [s.i_batch for s in plain])  # type: ignore[union-attr]
+        for slot, tok in zip(plain, tokens):
             self._on_token(slot, tok)
+        for slot in generating:
+            if slot.drafts:
+                self._verify(slot)
+
+    def _prompt_step(self) -> None:
+        """The next chunk (n_batch tokens, or what is left) of the first sequence evaluating a
+        prompt; after its last chunk, its first token is sampled."""
+        assert self.ctx is not None
+        slot = next((s for s in self.slots if s.state is SlotState.PROMPT and s.task is not None), None)
+        if slot is None:
+            return
+        task = slot.task
+        assert task is not None
+        if task.replay:
+            chunk = task.replay[: self.n_batch]
+            del task.replay[: len(chunk)]
+            last = not task.replay
+        else:
+            chunk = task.prompt[task.i_prompt : task.i_prompt + self.n_batch]
+            last = task.i_prompt + len(chunk) == len(task.prompt)
+            task.i_prompt += len(chunk)
+            task.n_evaluated += len(chunk)
+        batch = self._batch
+        batch.clear()
+        batch.add_sequence(chunk, slot.n_past, slot.seq_id, last)
+        slot.cache.extend(chunk)
+        rc = self.ctx.decode(batch)
+        if rc != 0:
+            self._recover_from_full_cache([slot], rc)
+            return
+        if not last:
+            return
+        slot.i_batch = len(batch) - 1
+        tok = sample_many(self.ctx, [task.sampler], [slot.i_batch])[0]
+        slot.state = SlotState.GENERATING
+        if not task.t_prompt_done:  # not after a replay (a shift)
+            task.t_prompt_done = time.perf_counter()
+        self._on_token(slot, tok)
+
+    def _propose_drafts(self) -> None:
+        """Drafts for each generating sequence that asks for them, as many as its context, its
+        `num_predict` and the batch leave room for."""
+        wanted: dict[int, tuple[list[int], int]] = {}
+        room = min(self.n_batch, INVARIANT_ROWS) - sum(1 for s in self.slots if s.state is SlotState.GENERATING)
+        for slot in self.slots:
+            slot.drafts = []
+            task = slot.task
+            if slot.state is not SlotState.GENERATING or task is None or task.n_draft <= 0:
+                continue
+            k = min(task.n_draft, self.n_ctx - 2 - slot.n_past, task.num_predict - len(task.generated) - 1, room)
+            if k <= 0:
+                continue
+            history = [*slot.cache, slot.last_token]
+            if task.drafter is not None:
+                slot.drafts = task.drafter.draft(history, k)
+                room -= len(slot.drafts)
+            else:
+                wanted[slot.seq_id] = (history, k)
+                room -= k
+        if wanted and self._draft is not None:
+            for seq_id, drafts in self._draft.draft(wanted).items():
+                self.slots[seq_id].drafts = drafts
+        for slot in self.slots:
+            # nothing after an end of generation is ever taken
+            end = next((j for j, tok in enumerate(slot.drafts) if tok in self._eog), None)
+            if end is not None:
+                del slot.drafts[end + 1 :]
+
+    def _verify(self, slot: Slot) -> None:
+        """Sample the slot's positions in this step's batch in order with its own sampler, going
+        on while the sampled token is the draft that the next position was evaluated after; the
+        KV of the drafts not taken is dropped."""
+        assert self.ctx is not None and slot.task is not None
+        task, drafts, base = slot.task, slot.drafts, slot.i_batch
+        slot.drafts = []
+        task.n_drafted += len(drafts)
+        if slot.state is SlotState.GENERATING and not task.t_prompt_done:
+            task.t_prompt_done = time.perf_counter()
+        for j in range(len(drafts) + 1):
+            slot.i_batch = base + j
+            tok = sample_many(self.ctx, [task.sampler], [base + j])[0]
+            taken = j < len(drafts) and tok == drafts[j]
+            task.n_accepted += taken
+            self._on_token(slot, tok)
+            if not taken or slot.task is not task or slot.state is not SlotState.GENERATING:
+                break
+            slot.cache.append(tok)  # evaluated in this batch after the previous token
+        self.ctx.seq_rm(slot.seq_id, slot.n_past, -1)
 
     def _recover_from_full_cache(self, outputs: list[Slot], rc: int) -> None:
         """llama_decode found no KV room (rc 1) or was aborted: end the affected requests cleanly."""
@@ -641,6 +778,10 @@ class Runner(RunnerBase):
         r.eval_count = len(task.generated)
         r.eval_duration_ns = int((now - t_prompt) * 1e9) if task.t_prompt_done else 0
         r.context = task.prompt + task.generated
+        r.draft_count, r.draft_accepted = task.n_drafted, task.n_accepted
+        if task.n_drafted:
+            log.debug("speculative decoding seq=%d drafted=%d accepted=%d generated=%d",
+                      slot.seq_id, task.n_drafted, task.n_accepted, len(task.generated))
         if error is not None:
             task.out.put(error)
         elif not reason:

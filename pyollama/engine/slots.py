@@ -31,6 +31,8 @@ class CompletionResult:
     eval_count: int = 0
     eval_duration_ns: int = 0
     context: list[int] = field(default_factory=list)
+    draft_count: int = 0         # speculative decoding: tokens drafted, and those the model kept
+    draft_accepted: int = 0
 
 
 # Sentinel put on a task's queue after its last piece of text.
@@ -49,6 +51,8 @@ class Task:
     shift: bool = True           # on a full context, shift it (else end with "length")
     num_keep: int = 4            # tokens kept at the start on a shift (Ollama's num_keep)
     n_top_logprobs: int = -1     # -1: no log-probabilities; else how many top tokens per token
+    n_draft: int = 0             # speculative decoding: drafts per step at most (0: off)
+    drafter: Any = None          # an NgramDrafter when drafts come from prompt lookup
     out: queue.Queue[Any] = field(default_factory=queue.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     # progress, written by the decode thread
@@ -62,6 +66,8 @@ class Task:
     t_start: float = field(default_factory=time.perf_counter)
     t_prompt_done: float = 0.0
     result: CompletionResult = field(default_factory=CompletionResult)
+    n_drafted: int = 0           # speculative decoding: draft tokens proposed, and accepted
+    n_accepted: int = 0
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Slot:
     task: Task | None = None
     last_token: int = -1          # sampled, not yet decoded
     i_batch: int = -1             # index of this slot's output row in the current batch
+    drafts: list[int] = field(default_factory=list)  # in the current batch after last_token
 
     @property
     def n_past(self) -> int:

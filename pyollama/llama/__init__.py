@@ -7,6 +7,13 @@ token ids, sequence ids and sizes are checked before reaching C. Long calls
 
 from __future__ import annotations
 
+import os
+
+# Before ggml's CPU backend initializes (vendor/patches/0003): a token's logits do not depend on
+# what else shares its batch (up to 32 rows), so greedy output is the same alone, under
+# continuous batching and with speculative drafts. GGML_CPU_BATCH_INVARIANT=0 turns it off.
+os.environ.setdefault("GGML_CPU_BATCH_INVARIANT", "1")
+
 from pyollama.llama.batch import Batch
 from pyollama.llama.chat import ChatParams, ChatTemplates
 from pyollama.llama.context import Context

@@ -17,8 +17,8 @@ REMOVED_BY_OLLAMA = {
     "numa": False, "tfs_z": 0.9, "penalize_newline": True, "low_vram": False, "f16_kv": True,
     "logits_all": False, "vocab_only": False,
 }
-# In Ollama's api.Options, not acted on by pyollama (no speculative decoding).
-UNSUPPORTED = {"draft_num_predict": 2}
+# In Ollama's api.Options and acted on by pyollama too (speculative decoding): no warning.
+SUPPORTED_LATE = {"draft_num_predict": 2}
 # Removed from Ollama in v0.7.0, still honoured by llama.cpp's sampler and loader here.
 HONOURED = {"mirostat": 2, "mirostat_tau": 3.0, "mirostat_eta": 0.2, "use_mlock": False}
 
@@ -31,10 +31,10 @@ def test_options_pyollama_does_not_act_on_get_ollamas_warning_each(
     client: ollama.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pyollama.options")
-    options = {**REMOVED_BY_OLLAMA, **UNSUPPORTED, **HONOURED, "not_an_option": 1, "num_predict": 2}
+    options = {**REMOVED_BY_OLLAMA, **SUPPORTED_LATE, **HONOURED, "not_an_option": 1, "num_predict": 2}
     reply = client.generate(model=BASE, prompt="Hi", options=options)
     assert reply.done and reply.eval_count
-    ignored = [*REMOVED_BY_OLLAMA, *UNSUPPORTED, "not_an_option"]
+    ignored = [*REMOVED_BY_OLLAMA, "not_an_option"]
     assert sorted(_warnings(caplog)) == sorted(f"invalid option provided option={name}" for name in ignored)
 
 
@@ -70,10 +70,9 @@ def test_model_parameters_are_checked_on_each_request_and_noted_in_show(
 
     shown = post(features_server, "/api/show", {"model": "smollm2-old-params", "options": {"draft_num_predict": 3}})
     notes = shown.json()["option_notes"]
-    assert set(notes) == {"mirostat", "tfs_z", "draft_num_predict"}
+    assert set(notes) == {"mirostat", "tfs_z"}
     assert notes["mirostat"].startswith("honoured by pyollama; Ollama ignores it")
     assert notes["tfs_z"].startswith("ignored, as Ollama ignores it")
-    assert notes["draft_num_predict"].startswith("ignored by pyollama")
     # the model's Modelfile still lists what it was created with
     assert "PARAMETER tfs_z 0.5" in shown.json()["modelfile"]
 
