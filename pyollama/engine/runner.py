@@ -300,7 +300,7 @@ class Runner(RunnerBase):
             except ValueError:
                 pass  # no CPU thread pool (all layers offloaded): nothing to share
         log.info("speculative decoding with draft model %s (%d layers)", path, model.n_layer)
-        return DraftModel(model, ctx)
+        return DraftModel(model, ctx, self.model.n_vocab)
 
     def _make_context(
         self,

@@ -43,7 +43,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import pyollama
-from pyollama import errors
+from pyollama import errors, llama
 from pyollama.engine.base import Completion, RunnerBase
 from pyollama.engine.slots import CompletionResult
 from pyollama.engine.types import CompletionChunk, CompletionRequest, EmbedResult
@@ -190,6 +190,8 @@ class ProcessRunner(RunnerBase):
         parent_sock, child_sock = socket.socketpair()
         env = dict(os.environ)
         env.setdefault("GGML_NO_BACKTRACE", "1")  # no gdb attach on abort: slow, and the cause is one line
+        if runner_kwargs.get("embedding_only") and not llama.BATCH_INVARIANT_FROM_USER:
+            env["GGML_CPU_BATCH_INVARIANT"] = "0"  # see pyollama.llama
         try:
             package_dir = os.path.dirname(os.path.abspath(pyollama.__file__))
             self._proc = subprocess.Popen(

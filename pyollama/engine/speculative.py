@@ -77,9 +77,10 @@ class DraftModel:
     (evaluating what it lacks, dropping what it no longer shares) and decodes drafts greedily,
     all sequences in one batch per step."""
 
-    def __init__(self, model: Model, ctx: Context) -> None:
+    def __init__(self, model: Model, ctx: Context, n_vocab: int) -> None:
         self.model = model
         self.ctx = ctx
+        self.n_vocab = n_vocab  # the model's: a draft token past it ends the draft
         self.n_batch = ctx.n_batch
         self._batch = Batch(self.n_batch, 1)
         self._cache: dict[int, list[int]] = {}
@@ -101,7 +102,7 @@ class DraftModel:
             batch.clear()
             proposing: dict[int, int] = {}
             for seq, (tok, p) in tops.items():
-                if p < P_MIN:
+                if p < P_MIN or tok >= self.n_vocab:
                     continue
                 drafts[seq].append(tok)
                 if len(drafts[seq]) >= wanted[seq][1]:
@@ -169,16 +170,22 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+# llama.cpp's limit (common_speculative_are_compatible): a draft's vocabulary may have this many
+# more or fewer tokens than the model's; the tokens both have must read the same from id 5 on.
+VOCAB_SLACK = 128
+
+
 def compatible(model: Model, draft: Model) -> str | None:
-    """Why `draft` cannot draft for `model` (llama.cpp's common_speculative_are_compatible, in
-    short: the same vocabulary type, size and special tokens), or None when it can."""
+    """Why `draft` cannot draft for `model` (llama.cpp's common_speculative_are_compatible: the
+    same vocabulary type and BOS/EOS, sizes at most VOCAB_SLACK apart, the same text for every
+    shared token from id 5), or None when it can."""
     if draft.vocab_type != model.vocab_type:
         return "the draft model's vocabulary type differs from the model's"
-    if draft.n_vocab != model.n_vocab:
+    if abs(draft.n_vocab - model.n_vocab) > VOCAB_SLACK:
         return f"the draft model has {draft.n_vocab} tokens, the model {model.n_vocab}"
     if (draft.token_bos, draft.token_eos) != (model.token_bos, model.token_eos):
         return "the draft model's BOS/EOS tokens differ from the model's"
-    for tok in range(0, model.n_vocab, max(1, model.n_vocab // 64)):
+    for tok in range(5, min(model.n_vocab, draft.n_vocab)):
         if draft.token_text(tok) != model.token_text(tok):
             return f"the draft model's token {tok} differs from the model's"
     return None

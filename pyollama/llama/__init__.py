@@ -12,6 +12,9 @@ import os
 # Before ggml's CPU backend initializes (vendor/patches/0003): a token's logits do not depend on
 # what else shares its batch (up to 32 rows), so greedy output is the same alone, under
 # continuous batching and with speculative drafts. GGML_CPU_BATCH_INVARIANT=0 turns it off.
+# Embedding-only runner processes run without it (engine/runner_process.py): they sample nothing,
+# and llamafile's sgemm is faster on their small batches.
+BATCH_INVARIANT_FROM_USER = "GGML_CPU_BATCH_INVARIANT" in os.environ
 os.environ.setdefault("GGML_CPU_BATCH_INVARIANT", "1")
 
 from pyollama.llama.batch import Batch

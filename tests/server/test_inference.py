@@ -239,7 +239,7 @@ def test_generate_stream_sends_whole_multibyte_characters(inference_server: Live
     assert whole["response"] == text
 
 
-def test_chat_stream_sends_whole_multibyte_characters(inference_server: LiveServer) -> None:
+def test_chat_stream_sends_whole_multibyte_characters(inference_server: LiveServer, vocab: Model) -> None:
     body = {"model": MODEL, "messages": CHINESE_CHAT,
             "options": {"temperature": 0, "num_predict": CHINESE_CHAT_PREDICT}}
     lines = [json.loads(raw.decode("utf-8")) for raw in _ndjson_lines(inference_server, "/api/chat", body)]
@@ -251,7 +251,10 @@ def test_chat_stream_sends_whole_multibyte_characters(inference_server: LiveServ
         pieces[-1] = pieces[-1].rstrip("\ufffd")
     _assert_whole_characters(pieces)
     assert _non_ascii(text) >= 3
-    assert len(text) < lines[-1]["eval_count"]
+    # the characters were joined from several tokens each (whatever else the greedy reply holds
+    # on this CPU: some CPUs' SmolLM2 answers half in English)
+    wide = "".join(ch for ch in text if ord(ch) > 127)
+    assert len(vocab.tokenize(wide, False)) > len(wide)
     whole = _post(inference_server, "/api/chat", {**body, "stream": False}).json()
     assert whole["message"]["content"] == text
 
