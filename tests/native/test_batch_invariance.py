@@ -1,7 +1,8 @@
 """ggml's batch-invariant mode (vendor/patches/0003, on in pyollama.llama): a token's logits are
 the same whether it is decoded alone, with the tokens after it (a speculative check of drafts)
 or beside other sequences (continuous batching), at depths where llama.cpp's CPU flash
-attention would otherwise split a lone query's KV cache across threads (512 cells and more)."""
+attention would otherwise split a lone query's KV cache across threads (512 cells and more), and on
+any thread count."""
 
 from __future__ import annotations
 
@@ -77,3 +78,18 @@ def test_a_token_decoded_beside_other_sequences_has_its_lone_logits(model: Model
     batch.add(other[-1], len(other), 1, True)
     assert ctx.decode(batch) == 0
     assert np.array_equal(ctx.logits(1), alone)
+
+
+def test_a_lone_decode_at_depth_has_the_same_logits_on_any_thread_count(model: Model) -> None:
+    # the KV cache is split in fixed blocks, not in one chunk per thread
+    tokens = model.tokenize(SENTENCE * 60, True)
+    logits = []
+    for n_threads in (1, 2, 3):
+        ctx = Context(model, n_ctx=2048, n_batch=2048, n_ubatch=512, n_threads=n_threads, flash_attn="on")
+        batch = Batch(2048, 1)
+        _prefill(ctx, batch, tokens[:-1])
+        batch.clear()
+        batch.add(tokens[-1], len(tokens) - 1, 0, True)
+        assert ctx.decode(batch) == 0
+        logits.append(ctx.logits(0).copy())
+    assert np.array_equal(logits[0], logits[1]) and np.array_equal(logits[0], logits[2])
