@@ -10,6 +10,10 @@ same round. Reported: medians of per-round ratios against llama-bench's better
 setting for that shape, and against its default.
 
     python bench/bench_attention.py --threads 2 --rounds 5 [--out bench/RESULTS.md]
+    python bench/bench_attention.py --default ...   # pyollama's default path (auto) instead
+
+pyollama's contexts run in its batch-invariant mode (GGML_CPU_BATCH_INVARIANT=1, set by
+pyollama.llama); llama-bench runs llama.cpp's own paths.
 """
 
 from __future__ import annotations
@@ -71,14 +75,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--default", action="store_true", help="pyollama's default (auto), not the measured choice")
     args = parser.parse_args()
     path = model_path("smollm2")
     model = Model(str(path))
     shape = head_shape(model)
     assert shape is not None
-    choice = cpu_flash_attention(*shape, args.threads)
-    timing = measure(*shape, args.threads)
-    print(f"pyollama's choice: flash attention {choice} ({timing.describe()})", flush=True)
+    if args.default:
+        choice, how = "auto", "pyollama's default: llama.cpp's auto, flash attention on on a CPU"
+    else:
+        choice = cpu_flash_attention(*shape, args.threads)
+        how = f"PYOLLAMA_MEASURE_ATTENTION=1 chose flash attention **{choice}** ({measure(*shape, args.threads).describe()})"
+    print(how, flush=True)
+    begin, end = (BEGIN.replace(":", "_default:"), END.replace(":", "_default:")) if args.default else (BEGIN, END)
 
     ratios: dict[str, dict[str, list[float]]] = {name: {"best": [], "default": []} for name, *_ in SHAPES}
     speeds: dict[str, dict[str, list[float]]] = {name: {"pyollama": [], "fa0": [], "fa1": []} for name, *_ in SHAPES}
@@ -104,23 +113,26 @@ def main() -> None:
         rows.append(f"| {name} | {median(s['pyollama']):.1f} | {median(s['fa0']):.1f} | {median(s['fa1']):.1f} | "
                     f"**{median(r['best']):.2f}x** | {median(r['default']):.2f}x |")
     today = datetime.date.today().isoformat()
+    flag = " --default" if args.default else ""
+    label = "default" if args.default else "measured choice"
     block = "\n".join([
-        BEGIN,
-        (f"`python bench/bench_attention.py --threads {args.threads} --rounds {args.rounds}` ({today}; CPU: "
-        f"{cpu_name()}; SmolLM2-135M Q4_1). PYOLLAMA_MEASURE_ATTENTION=1 chose flash attention **{choice}** "
-        f"({timing.describe()})."),
+        begin,
+        (f"`python bench/bench_attention.py{flag} --threads {args.threads} --rounds {args.rounds}` ({today}; CPU: "
+        f"{cpu_name()}; SmolLM2-135M Q4_1). {how}; pyollama in its batch-invariant mode."),
         "",
-        ("| shape | pyollama (measured choice) t/s | llama-bench -fa 0 | llama-bench -fa 1 (its default) | pyollama / better "
+        (f"| shape | pyollama ({label}) t/s | llama-bench -fa 0 | llama-bench -fa 1 (its default) | pyollama / better "
         "llama-bench setting | pyollama / llama-bench default |"),
         "|---|---|---|---|---|---|",
         *rows,
         "",
         "Medians of the per-round ratios; each round runs pyollama then both llama-bench settings.",
-        END,
+        end,
     ])
     print(block)
     if args.out:
-        replace_section(args.out, BEGIN, END, "## Attention path per shape (issue 15)", block)
+        heading = "## Attention path per shape, pyollama's default (issue 15)" if args.default else \
+            "## Attention path per shape (issue 15)"
+        replace_section(args.out, begin, end, heading, block)
 
 
 if __name__ == "__main__":

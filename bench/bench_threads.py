@@ -46,7 +46,8 @@ def cpu_name() -> str:
     found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
     name = found.group(1).strip() if found else platform.processor() or platform.machine()
     amx = " with AMX" if re.search(r"\bamx_int8\b", text) else ", no AMX"
-    return f"{name}{amx}, {os.cpu_count()} CPUs"
+    isa = "AVX-512" if re.search(r"\bavx512f\b", text) else "AVX2" if re.search(r"\bavx2\b", text) else "no AVX2"
+    return f"{name} ({isa}){amx}, {os.cpu_count()} CPUs"
 
 
 class HeldModel:

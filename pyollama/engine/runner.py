@@ -60,6 +60,8 @@ VISION_MIN_CTX = 2048
 OPEN_ENDED_CONTEXTS = 10
 # Drafts per step with a draft model when the request does not say (Ollama's draft_num_predict default).
 DRAFT_DEFAULT = 4
+# Drafting pays only where checking k+1 tokens at once costs well under k+1 single decodes.
+VERIFY_PAYS = 0.6
 # Rows of a decode whose results ggml's batch-invariant mode keeps independent of the batch
 # (GGML_CPU_INVARIANT_ROWS, vendor/patches/0003): a generation step's tokens and drafts stay within.
 INVARIANT_ROWS = 32
@@ -188,12 +190,14 @@ class Runner(RunnerBase):
             # state cannot do
             self._can_draft = not (self.model.is_recurrent or self.model.is_hybrid)
             self._draft = self._load_draft(draft_model) if draft_model and self._can_draft else None
+            self._draft_default = DRAFT_DEFAULT if self._draft is not None and self._checks_pay() else 0
             self._thread = threading.Thread(target=self._decode_loop, name="pyollama-decode", daemon=True)
             self._thread.start()
         else:
             self.slots = []
             self._can_draft = False
             self._draft = None
+            self._draft_default = 0
         self._embedder = Embedder(self.model, self.n_ctx, self._make_context)
         self.load_duration_ns = int((time.perf_counter() - t0) * 1e9)
 
@@ -301,6 +305,31 @@ class Runner(RunnerBase):
                 pass  # no CPU thread pool (all layers offloaded): nothing to share
         log.info("speculative decoding with draft model %s (%d layers)", path, model.n_layer)
         return DraftModel(model, ctx, self.model.n_vocab)
+
+    def _checks_pay(self) -> bool:
+        """Whether checking drafts can pay on this device: a decode of 1 + DRAFT_DEFAULT tokens
+        must cost clearly less than that many decodes of one (where every row costs a full
+        pass over the weights, as for Q4_1 weights on a small CPU, no draft can win). Timed once
+        at load on sequence 0; the model's default drafting is off where it cannot pay (a
+        request's draft_num_predict still turns it on)."""
+        assert self.ctx is not None
+        batch = self._batch
+        rows = 1 + DRAFT_DEFAULT
+        times: dict[int, list[float]] = {1: [], rows: []}
+        for _ in range(3):
+            for n in (1, rows):
+                batch.clear()
+                for i in range(n):  # a check wants every position's logits
+                    batch.add((100 + i) % self.model.n_vocab, i, 0, True)
+                t0 = time.perf_counter()
+                self.ctx.decode(batch)
+                times[n].append(time.perf_counter() - t0)
+                self.ctx.seq_rm(0, -1, -1)
+        ratio = min(times[rows]) / max(min(times[1]), 1e-9)
+        pays = ratio < VERIFY_PAYS * rows
+        log.info("draft model: a check of %d tokens costs %.1f single decodes; drafting by default: %s",
+                 rows, ratio, "on" if pays else "off (draft_num_predict turns it on)")
+        return pays
 
     def _make_context(
         self,
@@ -458,7 +487,7 @@ class Runner(RunnerBase):
             num_predict = OPEN_ENDED_CONTEXTS * self.n_ctx
         n_draft = request.options.draft_num_predict
         if n_draft < 0:
-            n_draft = DRAFT_DEFAULT if self._draft is not None else 0
+            n_draft = self._draft_default
         if media is not None or not self._can_draft:
             n_draft = 0  # image positions have no token ids to draft from or to drop
         n_draft = min(n_draft, MAX_DRAFT)

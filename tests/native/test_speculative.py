@@ -159,9 +159,9 @@ def test_a_draft_model_keeps_greedy_output_alone_and_batched(
     plain = fresh()
     prompts = [_chat(plain, REPEAT), *(_chat(plain, q) for q in ORDINARY)]
     solo = [_run(fresh(num_parallel=1), p, _greedy())[0] for p in prompts]
-    results = [_run(fresh(num_parallel=1, draft_model=str(early_exit_draft)), p, _greedy()) for p in prompts]
+    drafting = _greedy(draft_num_predict=4)
+    results = [_run(fresh(num_parallel=1, draft_model=str(early_exit_draft)), p, drafting) for p in prompts]
     assert [text for text, _, _ in results] == solo
-    # Ollama's default: 4 drafts per step with a draft model
     assert all(r.draft_count > 0 for _, r, _ in results)
     # an early-exit copy is right sometimes, wrong often: both paths are exercised
     accepted = sum(r.draft_accepted for _, r, _ in results)
@@ -169,7 +169,7 @@ def test_a_draft_model_keeps_greedy_output_alone_and_batched(
     assert 0 < accepted < drafted
     batched = fresh(num_parallel=len(prompts), draft_model=str(early_exit_draft))
     assert batched.has_draft
-    assert _concurrently(batched, [(p, _greedy()) for p in prompts]) == solo
+    assert _concurrently(batched, [(p, drafting) for p in prompts]) == solo
     # and off on request
     assert _run(batched, prompts[0], _greedy(draft_num_predict=0))[1].draft_count == 0
 
@@ -196,3 +196,17 @@ def test_a_draft_with_another_vocabulary_is_not_used(
         assert text and result.draft_count == 0
     finally:
         r.close()
+
+
+def test_the_draft_models_default_follows_what_a_check_costs(
+    fresh: Callable[..., Runner], early_exit_draft: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ollama drafts 4 tokens per step by default; pyollama does where checking 5 tokens at once
+    # costs well under 5 single decodes, and says which in the log
+    with caplog.at_level(logging.INFO, logger="pyollama.runner"):
+        r = fresh(num_parallel=1, draft_model=str(early_exit_draft))
+    line = next(rec.getMessage() for rec in caplog.records if "a check of 5 tokens costs" in rec.getMessage())
+    cost = float(line.split("costs ")[1].split(" single")[0])
+    assert 0 < cost < 50
+    by_default = _run(r, _chat(r, ORDINARY[1]), _greedy(num_predict=12))[1].draft_count
+    assert (by_default > 0) == (cost < 0.6 * 5) == line.endswith("drafting by default: on")
