@@ -58,7 +58,7 @@ ORDINARY = ["Name three colors.", "What is 2+2?", "Describe rain in one sentence
 
 @pytest.fixture(scope="module")
 def runner(smollm2_path: Path) -> Iterator[Runner]:
-    r = Runner(str(smollm2_path), RunnerOptions(num_ctx=1024), num_parallel=4, n_threads=2)
+    r = Runner(str(smollm2_path), RunnerOptions(num_ctx=1024), num_parallel=4, n_threads=2, repack=False)
     yield r
     r.close()
 
@@ -71,8 +71,9 @@ def fresh(smollm2_path: Path) -> Iterator[Callable[..., Runner]]:
     made: list[Runner] = []
 
     def make(**kw: Any) -> Runner:
+        # weights in ggml's own layout (see tests/native/test_batch_invariance.py)
         made.append(Runner(str(smollm2_path), RunnerOptions(num_ctx=kw.pop("num_ctx", 1024)),
-                           num_parallel=kw.pop("num_parallel", 4), n_threads=2, **kw))
+                           num_parallel=kw.pop("num_parallel", 4), n_threads=2, repack=False, **kw))
         return made[-1]
 
     yield make
@@ -188,7 +189,7 @@ def test_a_draft_with_another_vocabulary_is_not_used(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="pyollama.runner"):
         r = Runner(str(smollm2_path), RunnerOptions(num_ctx=256), num_parallel=1, n_threads=2,
-                   draft_model=str(tiny_llama_path))
+                   draft_model=str(tiny_llama_path), repack=False)
     try:
         assert not r.has_draft
         assert "not using the draft model" in caplog.text
