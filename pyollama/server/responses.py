@@ -22,7 +22,6 @@ import numpy.typing as npt
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from pyollama import _native
 from pyollama.errors import PyollamaError
 from pyollama.server.auth import ApiKeyError
 
@@ -65,6 +64,8 @@ def json_text(body: Any) -> str:
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=array_stand_in)
     if not arrays:
         return text
+    from pyollama import _native  # here: an app that never embeds never loads llama.cpp
+
     return re.sub(f'"{stand_in}(\\d+)"', lambda m: _native.float32_json(arrays[int(m.group(1))]), text)
 
 
