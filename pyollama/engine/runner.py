@@ -282,7 +282,7 @@ class Runner(RunnerBase):
             )
         except (RuntimeError, ValueError) as e:
             raise ModelLoadError(f"llama runner process has terminated: draft model: {e}") from e
-        why = compatible(self.model, model)
+        why = compatible(self.model.path, path)
         if why is not None:
             log.warning("not using the draft model %s: %s", path, why)
             return None

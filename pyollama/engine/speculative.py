@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from pyollama.gguf import read_gguf_info
+from pyollama.gguf.vocab import draft_vocab_difference
 from pyollama.llama import Batch, Context, Model
 
 log = logging.getLogger("pyollama.speculative")
@@ -170,22 +172,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-# llama.cpp's limit (common_speculative_are_compatible): a draft's vocabulary may have this many
-# more or fewer tokens than the model's; the tokens both have must read the same from id 5 on.
-VOCAB_SLACK = 128
-
-
-def compatible(model: Model, draft: Model) -> str | None:
-    """Why `draft` cannot draft for `model` (llama.cpp's common_speculative_are_compatible: the
-    same vocabulary type and BOS/EOS, sizes at most VOCAB_SLACK apart, the same text for every
-    shared token from id 5), or None when it can."""
-    if draft.vocab_type != model.vocab_type:
-        return "the draft model's vocabulary type differs from the model's"
-    if abs(draft.n_vocab - model.n_vocab) > VOCAB_SLACK:
-        return f"the draft model has {draft.n_vocab} tokens, the model {model.n_vocab}"
-    if (draft.token_bos, draft.token_eos) != (model.token_bos, model.token_eos):
-        return "the draft model's BOS/EOS tokens differ from the model's"
-    for tok in range(5, min(model.n_vocab, draft.n_vocab)):
-        if draft.token_text(tok) != model.token_text(tok):
-            return f"the draft model's token {tok} differs from the model's"
-    return None
+def compatible(model_path: str, draft_path: str) -> str | None:
+    """Why the draft model cannot draft for the model (pyollama.gguf.vocab: llama.cpp's rule, from
+    the GGUF headers), or None when it can."""
+    return draft_vocab_difference(read_gguf_info(model_path), read_gguf_info(draft_path))
