@@ -2,7 +2,8 @@
 
 SmolLM2-135M Q4_1 as the model; as the draft model, its first DRAFT_LAYERS layers (an early-exit
 copy that shares the vocabulary: tests/native/draft_models.py). Two prompts: a repetitive one
-(quote a passage back) and an ordinary one. Greedy, one request at a time, the same raw ChatML
+(quote a passage of code back: SmolLM2 copies it, then goes on repeating itself) and an
+ordinary one. Greedy, one request at a time, the same raw ChatML
 prompt to both servers; each round runs every configuration once, in turn:
 
 - pyollama: no drafts; prompt lookup (`draft_num_predict`); the draft model (a model created with
@@ -41,14 +42,14 @@ BEGIN = "<!-- bench_speculative: begin -->"
 END = "<!-- bench_speculative: end -->"
 DRAFT_LAYERS = 24
 N_PREDICT = 160
-NGRAM_DRAFTS = 8
+NGRAM_DRAFTS = 16
 PASSAGE = (
     "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\n"
     "def mul(a, b):\n    return a * b\n\n\ndef div(a, b):\n    if b == 0:\n        raise ValueError('b is zero')\n"
     "    return a / b\n"
 )
 PROMPTS = {
-    "repetitive": f"Here is some Python code:\n\n{PASSAGE}\nRepeat the code exactly, then add a function pow(a, b).",
+    "repetitive": f"Repeat the following code exactly:\n\n{PASSAGE}",
     "ordinary": "Write a short story about a lighthouse keeper and a storm.",
 }
 

@@ -61,12 +61,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def peer_env() -> dict[str, str]:
+    """The environment a peer runs in: llama.cpp's own CPU paths. pyollama.llama sets
+    GGML_CPU_BATCH_INVARIANT=1 for pyollama's runners when imported; a peer started from a bench
+    that imported it would inherit the switch (patch 0003) and run pyollama's kernels instead."""
+    env = dict(os.environ)
+    env.pop("GGML_CPU_BATCH_INVARIANT", None)
+    return env
+
+
 def llama_bench(model: Path, *, threads: int, n_prompt: int = 0, n_gen: int = 0, reps: int = 1,
                 extra: list[str] | None = None) -> dict[str, float]:
     """tokens/s from llama-bench (-o json): {"pp": ..., "tg": ...} for the tests that were asked."""
     cmd = [str(peer("llama-bench")), "-m", str(model), "-t", str(threads), "-r", str(reps), "-o", "json",
            "-p", str(n_prompt), "-n", str(n_gen), *(extra or [])]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=peer_env()).stdout
     result: dict[str, float] = {}
     for row in json.loads(out):
         key = "pp" if row["n_prompt"] and not row["n_gen"] else "tg"
@@ -93,7 +102,7 @@ def llama_server(model: Path, *, threads: int, n_parallel: int, ctx_per_slot: in
     cmd = [str(peer("llama-server")), "-m", str(model), "-t", str(threads), "-tb", str(threads),
            "-np", str(n_parallel), "-c", str(ctx_per_slot * n_parallel), "--host", "127.0.0.1",
            "--port", str(port), "--no-webui", *(extra or [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=peer_env())
     try:
         wait_http(f"http://127.0.0.1:{port}/health")
         while True:  # /health answers 503 while loading

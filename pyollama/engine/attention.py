@@ -12,13 +12,12 @@ both. Embedding contexts keep `auto`: they evaluate whole inputs at once, where 
 wins. `OLLAMA_FLASH_ATTENTION` overrides, and models with layers on a GPU keep llama.cpp's own
 choice.
 
-Why it is not the default: without flash attention, llama.cpp's attention is not invariant to
-the batch size (its matrix kernels for one row and for many accumulate in different orders),
-so a prompt found in the prompt cache, whose last token is evaluated alone, can give slightly
-different logits from the same prompt evaluated whole. With a seed, Ollama's clients expect the
-same reply twice; flash attention gives it, the other path does not (tests/server/test_inference.py
-`test_generate_same_seed_gives_same_output`). On the AMD EPYC (zen4) measured here the gain is
-in the next turn's prompt (about 1.5x at depth 2048), not in decode (a tie).
+Why it is not the default: pyollama's own CPU flash-attention kernel for up to 32 query rows
+(patch 0003, in the batch-invariant mode pyollama runs: scores, one softmax, then V, per block of
+256 cells) made flash attention as fast as the other path for one token and for a next turn's
+32 at depth 2048, where llama.cpp's kernel was about 2x slower, while it stays the faster path
+for long prompts; so llama.cpp's `auto` (on, on a CPU) serves every shape (bench/RESULTS.md,
+`bench_attention.py --default`). The probe stays for CPUs and head shapes where that may not hold.
 """
 
 from __future__ import annotations

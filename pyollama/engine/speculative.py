@@ -9,8 +9,9 @@ fewer decodes pay for it when drafts are right.
 
 Two sources of drafts:
 - `NgramDrafter` (prompt lookup): the tokens that followed the latest earlier occurrence of the
-  sequence's last few tokens. No second model; it wins where output quotes its input (code edits,
-  summaries that quote, JSON that repeats keys). Opt-in per request or model (`draft_num_predict`).
+  sequence's last few tokens, as many as the match is long (NGRAM_TRUST). No second model;
+  it wins where output quotes its input (code edits, summaries that quote, JSON that repeats
+  keys). Opt-in per request or model (`draft_num_predict`).
 - `DraftModel`: a smaller model that shares the vocabulary (Ollama's draft layer,
   `application/vnd.ollama.image.draft`), decoded greedily for each sequence in its own context;
   it stops drafting where its top token's probability falls under `P_MIN` (llama.cpp's default).
@@ -36,6 +37,11 @@ P_MIN = 0.75
 # Prompt lookup n-gram lengths, longest tried first; shorter matches propose too much noise.
 NGRAM_MAX = 4
 NGRAM_MIN = 2
+# A prompt-lookup match of L tokens proposes L - NGRAM_TRUST drafts (at most what was asked):
+# a chance 2- or 3-gram proposes nothing, a copy that has run for a while proposes many. A draft
+# that is wrong costs most of a decode where checking k tokens costs nearly k decodes (x86 CPUs
+# on small models), so drafts are proposed only where output is copying its input.
+NGRAM_TRUST = 3
 
 
 class NgramDrafter:
@@ -48,16 +54,26 @@ class NgramDrafter:
         self._index: dict[tuple[int, ...], int] = {}
 
     def draft(self, history: Sequence[int], k: int) -> list[int]:
-        """Up to `k` tokens that followed the latest earlier occurrence of the longest suffix
-        of `history` (at least NGRAM_MIN tokens) seen before; [] when none matches."""
+        """The tokens that followed the latest earlier occurrence of the longest suffix of
+        `history` (at least NGRAM_MIN tokens) seen before, as many as that occurrence matches
+        the history's end beyond NGRAM_TRUST tokens and at most `k`; [] when none matches."""
         self._sync(history)
         tokens = self._tokens
         n_tok = len(tokens)
         for n in range(min(NGRAM_MAX, n_tok - 1), NGRAM_MIN - 1, -1):
             end = self._index.get(tuple(tokens[n_tok - n :]))
             if end is not None:
-                return tokens[end : end + k]
+                count = min(k, self._match_length(end, k + NGRAM_TRUST) - NGRAM_TRUST)
+                return tokens[end : end + count] if count > 0 else []
         return []
+
+    def _match_length(self, end: int, most: int) -> int:
+        """How many tokens before `end` equal the history's last ones (at most `most`)."""
+        tokens, last = self._tokens, len(self._tokens) - 1
+        length = 0
+        while length < most and end - 1 - length >= 0 and tokens[end - 1 - length] == tokens[last - length]:
+            length += 1
+        return length
 
     def _sync(self, history: Sequence[int]) -> None:
         seen = len(self._tokens)
