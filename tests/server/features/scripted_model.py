@@ -144,3 +144,17 @@ def write_scripted_llama(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_scripted_llama_with_template(
+    path: Path, scripts: Mapping[str, Sequence[str]], chat_template: str, triggers: Mapping[str, str] | None = None
+) -> Path:
+    """`write_scripted_llama`, with a Jinja chat template in the GGUF (tokenizer.chat_template)."""
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+
+    plain = write_scripted_llama(path.with_name(path.stem + "-plain.gguf"), scripts, triggers)
+    reader = gguf.GGUFReader(str(plain), "r")
+    writer = gguf.GGUFWriter(str(path), arch="llama")
+    template = {gguf.Keys.Tokenizer.CHAT_TEMPLATE: MetadataDetails(gguf.GGUFValueType.STRING, chat_template)}
+    copy_with_new_metadata(reader, writer, template, [])
+    return path

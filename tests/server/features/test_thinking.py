@@ -24,7 +24,7 @@ import pytest
 
 from tests.server.conftest import LiveServer
 from tests.server.features.conftest import create, post, upload
-from tests.server.features.scripted_model import script_tokens, trigger, write_scripted_llama
+from tests.server.features.scripted_model import script_tokens, trigger, write_scripted_llama_with_template
 
 SCRIPTS: dict[str, list[str]] = {
     # picked by a prompt that ends with `<think>`: the reply starts inside the thinking
@@ -69,17 +69,8 @@ OPENED_THINKING = "Let me see. <b>Two</b> and </thing> two <"
 
 @pytest.fixture(scope="module")
 def thinking_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import gguf
-    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
-
     root = tmp_path_factory.mktemp("thinking")
-    plain = write_scripted_llama(root / "plain.gguf", SCRIPTS, TRIGGERS)
-    path = root / "thinking.gguf"
-    reader = gguf.GGUFReader(str(plain), "r")
-    writer = gguf.GGUFWriter(str(path), arch="llama")
-    jinja = {gguf.Keys.Tokenizer.CHAT_TEMPLATE: MetadataDetails(gguf.GGUFValueType.STRING, JINJA_TEMPLATE)}
-    copy_with_new_metadata(reader, writer, jinja, [])
-    return path
+    return write_scripted_llama_with_template(root / "thinking.gguf", SCRIPTS, JINJA_TEMPLATE, TRIGGERS)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import pytest
 from pyollama.templates.prompt import parse_template, template_capabilities, tool_call_tags
 from tests.server.conftest import LiveServer
 from tests.server.features.conftest import WEATHER_TOOL, create, post, upload
-from tests.server.features.scripted_model import script_tokens, trigger, write_scripted_llama
+from tests.server.features.scripted_model import script_tokens, trigger, write_scripted_llama_with_template
 
 TIME_TOOL: dict[str, Any] = {
     "type": "function",
@@ -86,17 +86,8 @@ JINJA_TEMPLATE = """{%- if tools %}{{- 'Tools: ' + (tools | tojson) + '\\n' }}{%
 
 @pytest.fixture(scope="module")
 def scripted_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import gguf
-    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
-
     root = tmp_path_factory.mktemp("scripted")
-    plain = write_scripted_llama(root / "plain.gguf", SCRIPTS)
-    path = root / "scripted.gguf"
-    reader = gguf.GGUFReader(str(plain), "r")
-    writer = gguf.GGUFWriter(str(path), arch="llama")
-    jinja = {gguf.Keys.Tokenizer.CHAT_TEMPLATE: MetadataDetails(gguf.GGUFValueType.STRING, JINJA_TEMPLATE)}
-    copy_with_new_metadata(reader, writer, jinja, [])
-    return path
+    return write_scripted_llama_with_template(root / "scripted.gguf", SCRIPTS, JINJA_TEMPLATE)
 
 
 @pytest.fixture(scope="module")
